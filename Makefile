@@ -1,0 +1,98 @@
+# The single entry point: install, train, run, test, eval, lint.
+# A newcomer needs two commands: `make run` and `make test`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+RASA := $(VENV)/bin/rasa
+INSTALLED := $(VENV)/.installed
+SPACY_PIPELINE := build/spacy_en_lookup_lemmas
+MODEL := models/ketamine-assistant.tar.gz
+PIP_VERSION := 24.0
+
+# Embedded defaults: no servers to install. Override any of them in the environment or .env.
+-include .env
+export RASA_TELEMETRY_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+export ACTION_ENDPOINT_URL ?= http://localhost:5055/webhook
+export TRACKER_DB ?= var/tracker.db
+export RASA_PORT ?= 5005
+export ACTION_PORT ?= 5055
+
+TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.yml' -o -name '*.py' 2>/dev/null)
+
+.PHONY: help install train run test test-unit test-data test-stories test-nlu test-safety eval lint lock clean
+
+help:
+	@echo "make run    set up, train if needed, start the assistant (REST on :$(RASA_PORT))"
+	@echo "make test   set up, train if needed, run the whole test suite"
+	@echo "make eval   held-out figures for this config and for stock Rasa, timings"
+	@echo "make lint   ruff"
+	@echo "make lock   re-resolve requirements.in into requirements.lock"
+
+# --- set-up -----------------------------------------------------------------
+$(INSTALLED): requirements.lock scripts/find_python310.sh
+	@python310=$$(./scripts/find_python310.sh) || exit 1; \
+	  echo "Using $$python310"; \
+	  [ -x $(PY) ] || $$python310 -m venv $(VENV)
+	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
+	$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	$(PY) -m pip check
+	@touch $@
+
+$(SPACY_PIPELINE)/meta.json: $(INSTALLED) scripts/build_spacy_pipeline.py
+	$(PY) scripts/build_spacy_pipeline.py $(SPACY_PIPELINE)
+
+install: $(INSTALLED) $(SPACY_PIPELINE)/meta.json
+
+# --- model ------------------------------------------------------------------
+# Retrains only when the model is missing or older than anything it is trained from.
+$(MODEL): $(INSTALLED) $(SPACY_PIPELINE)/meta.json $(TRAINING_INPUTS)
+	$(RASA) train --fixed-model-name ketamine-assistant --out models
+
+train: $(MODEL)
+
+# --- run --------------------------------------------------------------------
+run: install $(MODEL)
+	@mkdir -p var
+	$(PY) scripts/run_all.py
+
+# --- tests ------------------------------------------------------------------
+test: install $(MODEL) test-data test-unit test-stories test-nlu test-safety
+	@echo "All test stages passed."
+
+test-data: install
+	$(RASA) data validate --fail-on-warnings
+
+test-unit: install $(MODEL)
+	$(PY) -m pytest
+
+test-stories: install $(MODEL)
+	$(RASA) test core --model $(MODEL) --stories tests/stories --fail-on-prediction-errors --out results/stories
+
+test-nlu: install $(MODEL)
+	$(PY) scripts/heldout_accuracy.py --model $(MODEL) --min-accuracy 0.90
+
+test-safety: install $(MODEL)
+	$(PY) scripts/safety_panels.py --model $(MODEL)
+
+eval: install $(MODEL)
+	$(PY) scripts/evaluate.py
+
+lint: install
+	$(VENV)/bin/ruff check actions components scripts tests
+
+# Re-resolves the direct dependencies in a throwaway venv and pins the whole tree.
+lock:
+	@python310=$$(./scripts/find_python310.sh) || exit 1; \
+	  rm -rf build/lock-venv && $$python310 -m venv build/lock-venv && \
+	  build/lock-venv/bin/pip install --quiet pip==$(PIP_VERSION) && \
+	  build/lock-venv/bin/pip install --quiet -r requirements.in && \
+	  { echo "# The whole dependency tree, pinned. Regenerate with: make lock"; \
+	    build/lock-venv/bin/pip freeze --all | grep -v '^pip=='; } > requirements.lock
+
+clean:
+	rm -rf build results models/*.tar.gz .pytest_cache

@@ -1,0 +1,98 @@
+"""A Rasa NLU component that no learned model can out-vote on safety.
+
+It runs last in the pipeline. When the spaCy patterns find crisis or emergency
+wording it sets that intent with confidence 1.0, whatever DIET or the
+FallbackClassifier decided. It also rescues a crisis or emergency intent that
+DIET ranked first but the FallbackClassifier replaced for low confidence.
+What the model had predicted is kept under "safety_net" so the follow-up
+action can still answer a question asked in the same message.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.constants import SPACY_DOCS
+from rasa.nlu.tokenizers.spacy_tokenizer import SpacyTokenizer
+from rasa.shared.constants import DEFAULT_NLU_FALLBACK_INTENT_NAME
+from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from spacy.tokens import Doc
+
+from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, SafetyMatcher
+
+logger = logging.getLogger(__name__)
+
+SAFETY_INTENTS = (CRISIS, MEDICAL_EMERGENCY)
+SAFETY_NET_KEY = "safety_net"
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False
+)
+class SafetyNet(GraphComponent):
+    @classmethod
+    def required_components(cls) -> List[type]:
+        return [SpacyTokenizer]
+
+    @staticmethod
+    def required_packages() -> List[Text]:
+        return ["spacy"]
+
+    @classmethod
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> SafetyNet:
+        return cls()
+
+    def __init__(self) -> None:
+        self._matcher: Optional[SafetyMatcher] = None
+
+    def _matcher_for(self, doc: Doc) -> SafetyMatcher:
+        if self._matcher is None:
+            self._matcher = SafetyMatcher(doc.vocab)
+        return self._matcher
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            self._process(message)
+        return messages
+
+    def _process(self, message: Message) -> None:
+        doc = message.get(SPACY_DOCS[TEXT])
+        if doc is None:
+            return
+        model_intent = message.get(INTENT) or {}
+        ranking = message.get(INTENT_RANKING_KEY) or []
+        detection = self._matcher_for(doc).detect(doc)
+        if detection:
+            safety_intent, reason = detection.kind, f"pattern:{detection.pattern}"
+        elif (
+            model_intent.get(INTENT_NAME_KEY) == DEFAULT_NLU_FALLBACK_INTENT_NAME
+            and ranking
+            and ranking[0].get(INTENT_NAME_KEY) in SAFETY_INTENTS
+        ):
+            safety_intent, reason = ranking[0][INTENT_NAME_KEY], "model_below_threshold"
+        else:
+            return
+        logger.info("Safety net set intent %s (%s)", safety_intent, reason)
+        message.set(
+            SAFETY_NET_KEY,
+            {"intent": safety_intent, "reason": reason, "model_intent": model_intent},
+            add_to_output=True,
+        )
+        message.set(INTENT, {INTENT_NAME_KEY: safety_intent, "confidence": 1.0}, add_to_output=True)
+        others = [entry for entry in ranking if entry.get(INTENT_NAME_KEY) != safety_intent]
+        message.set(
+            INTENT_RANKING_KEY,
+            [{INTENT_NAME_KEY: safety_intent, "confidence": 1.0}] + others,
+            add_to_output=True,
+        )
