@@ -224,7 +224,7 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("better"), _any("off"), _any("dead", "without", "gone", "if")],
         [_any("no", "nothing"), _any("reason", "point"), _any("to", "in", "for"), _any("live", "living", "be", "go", "keep", "exist", "stay")],
         [_any("nothing"), _any("to"), _any("live"), _any("for")],
-        [_any("what"), _opt("be", "is", "'s", "s", "have"), _any("the"), _any("point"), _any("anymore", "of", "in")],
+        [_any("what"), _opt("be", "is", "'s", "s", "have"), _any("the"), _any("point"), _any("anymore")],
         [_any("no"), _any("point"), _opt("in", "to", "of"), _any("be", "being", "live", "living", "go", "going", "try", "trying", "exist")],
         [_any("point"), _opt("of", "in"), _any("live", "living", "life", "anything", "go", "going", "trying", "exist", "existing")],
         [_any("not", "never"), _any("worth"), _any("live", "living")],
@@ -300,7 +300,7 @@ PERSON = {"i", "me", "my", "he", "she", "him", "her", "his", "they", "them", "th
           "father", "kid", "child", "baby", "brother", "sister", "boyfriend", "girlfriend",
           "roommate", "someone", "somebody"}
 NOT_NOW = {"if", "cause", "risk", "possible", "common", "normal", "ever", "history", "ago", "last",
-           "usually", "chance", "likely", "would", "past", "safe"}
+           "usually", "chance", "likely", "would", "past", "safe", "will", "during"}
 NOW = {"now", "currently", "right", "just", "help", "911", "ambulance", "hospital", "er"}
 
 # Descriptive words that a visitor may negate ("i'm not suicidal, just curious").

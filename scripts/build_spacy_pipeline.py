@@ -16,6 +16,7 @@ def build(output_dir: Path) -> None:
     nlp.initialize()  # loads the lemma table from spacy-lookups-data
     nlp.meta["name"] = "lookup_lemmas"
     nlp.meta["description"] = "Blank English tokenizer with lookup lemmas (spacy-lookups-data)."
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
     nlp.to_disk(output_dir)
 
 

@@ -1,0 +1,131 @@
+"""Scores a trained model on the held-out NLU set (tests/nlu/heldout.yml), in process.
+
+Figures:
+- intent accuracy: the predicted intent equals the label (faq/<topic> counts as faq);
+  an out-of-scope message that falls back (nlu_fallback) counts as handled.
+- response-selector accuracy: on faq/<topic> messages, the selector picks <topic>.
+- FAQ answer accuracy: on faq/<topic> messages, the visitor gets that topic's answer
+  (intent faq and the right topic).
+- out-of-scope precision and recall, where a message is treated as out of scope when
+  the intent is out_of_scope or nlu_fallback.
+"""
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HELDOUT = PROJECT_ROOT / "tests" / "nlu" / "heldout.yml"
+OUT_OF_SCOPE = {"out_of_scope", "nlu_fallback"}
+
+
+def load_examples(path: Path = HELDOUT) -> List[Tuple[str, str]]:
+    """(text, label) pairs from a Rasa NLU YAML file."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    pairs = []
+    for block in data["nlu"]:
+        for line in block["examples"].splitlines():
+            line = line.strip()
+            if line.startswith("- "):
+                pairs.append((line[2:].strip(), block["intent"]))
+    return pairs
+
+
+def selected_faq(parse: Dict[str, Any]) -> str:
+    """The faq/<topic> the response selector chose (a stock pipeline reports it as "default")."""
+    selectors = parse.get("response_selector", {})
+    selector = selectors.get("faq") or selectors.get("default") or {}
+    return selector.get("response", {}).get("intent_response_key") or ""
+
+
+@dataclass
+class Scores:
+    intent_accuracy: float
+    selector_accuracy: float
+    faq_answer_accuracy: float
+    oos_precision: float
+    oos_recall: float
+    n_messages: int
+    n_faq: int
+    n_oos: int
+    median_parse_ms: float
+    errors: List[Tuple[str, str, str]]
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def score(parses: List[Tuple[str, str, Dict[str, Any]]], parse_ms: List[float]) -> Scores:
+    intent_ok = selector_ok = answer_ok = 0
+    n_faq = n_oos = predicted_oos = true_positive_oos = 0
+    errors = []
+    for text, label, parse in parses:
+        predicted = parse["intent"]["name"]
+        label_intent = label.split("/")[0]
+        is_oos = label_intent == "out_of_scope"
+        said_oos = predicted in OUT_OF_SCOPE
+        n_oos += is_oos
+        predicted_oos += said_oos
+        true_positive_oos += is_oos and said_oos
+        correct_intent = said_oos if is_oos else label_intent in answered_intents(parse)
+        intent_ok += correct_intent
+        if label_intent == "faq":
+            n_faq += 1
+            chosen = selected_faq(parse)
+            selector_ok += chosen == label
+            answer_ok += correct_intent and chosen == label
+            if not (correct_intent and chosen == label):
+                errors.append((text, label, f"{predicted} {chosen}"))
+        elif not correct_intent:
+            errors.append((text, label, predicted))
+    return Scores(
+        intent_accuracy=_ratio(intent_ok, len(parses)),
+        selector_accuracy=_ratio(selector_ok, n_faq),
+        faq_answer_accuracy=_ratio(answer_ok, n_faq),
+        oos_precision=_ratio(true_positive_oos, predicted_oos),
+        oos_recall=_ratio(true_positive_oos, n_oos),
+        n_messages=len(parses),
+        n_faq=n_faq,
+        n_oos=n_oos,
+        median_parse_ms=statistics.median(parse_ms) if parse_ms else 0.0,
+        errors=errors,
+    )
+
+
+async def parse_all(agent, examples: List[Tuple[str, str]]):
+    parses, timings = [], []
+    for text, label in examples:
+        start = time.perf_counter()
+        parse = await agent.parse_message(text)
+        timings.append((time.perf_counter() - start) * 1000)
+        parses.append((text, label, parse))
+    return parses, timings
+
+
+def load_agent(model_path: str):
+    import logging
+
+    from rasa.core.agent import Agent
+    from rasa.utils.log_utils import configure_structlog
+
+    configure_structlog(logging.WARNING)
+    return Agent.load(model_path)
+
+
+def answered_intents(parse: Dict[str, Any]) -> set:
+    """Intents the visitor gets a reply for: the final one, plus the question the model heard
+    when the safety net answered first (actions/safety.py then answers it too)."""
+    final = parse["intent"]["name"]
+    model_intent = parse.get("safety_net", {}).get("model_intent", {}).get("name")
+    return {final, model_intent} if final == "crisis" and model_intent else {final}
+
+
+def evaluate_model(model_path: str, examples: List[Tuple[str, str]]) -> Tuple[Scores, List]:
+    agent = load_agent(model_path)
+    parses, timings = asyncio.run(parse_all(agent, examples))
+    return score(parses, timings), parses

@@ -1,0 +1,36 @@
+"""`make run`: starts every process the assistant needs and stops them all on Ctrl-C."""
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.services import Services, rasa_services  # noqa: E402
+
+
+def main() -> int:
+    rasa_port = int(os.environ.get("RASA_PORT", "5005"))
+    services = Services(rasa_services(
+        model=os.environ.get("MODEL", "models/ketamine-assistant.tar.gz"),
+        rasa_port=rasa_port,
+        action_port=int(os.environ.get("ACTION_PORT", "5055")),
+    ))
+    # Ctrl-C reaches the whole process group; turn it into an orderly stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        services.start()
+        print(f"\nThe assistant is running. REST: POST http://localhost:{rasa_port}/webhooks/rest/webhook"
+              f"  socket.io: http://localhost:{rasa_port}/socket.io  (Ctrl-C to stop)\n", flush=True)
+        return services.wait()
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as error:
+        print(f"Could not start the assistant: {error}", file=sys.stderr)
+        return 1
+    finally:
+        services.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

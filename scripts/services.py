@@ -1,0 +1,122 @@
+"""Starts the assistant's processes, waits until each answers, and stops them cleanly.
+
+Used by `make run` (scripts/run_all.py) and by the end-to-end tests, so both
+run exactly the same processes.
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Service:
+    name: str
+    command: Sequence[str]
+    health_url: str
+    env: Dict[str, str] = field(default_factory=dict)
+    process: Optional[subprocess.Popen] = None
+
+
+def rasa_services(model: str, rasa_port: int, action_port: int) -> List[Service]:
+    rasa = str(VENV_BIN / "rasa")
+    action_url = f"http://localhost:{action_port}/webhook"
+    return [
+        Service(
+            "actions",
+            [rasa, "run", "actions", "--actions", "actions", "--port", str(action_port)],
+            f"http://localhost:{action_port}/health",
+        ),
+        Service(
+            "rasa",
+            [rasa, "run", "--model", model, "--port", str(rasa_port), "--cors", "*",
+             "--credentials", "credentials.yml", "--endpoints", "endpoints.yml"],
+            f"http://localhost:{rasa_port}/",
+            env={"ACTION_ENDPOINT_URL": action_url},
+        ),
+    ]
+
+
+def _stream(service: Service, sink) -> None:
+    assert service.process and service.process.stdout
+    for line in service.process.stdout:
+        sink.write(f"[{service.name}] {line}")
+        sink.flush()
+
+
+def is_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status < 500
+    except OSError:
+        return False
+
+
+class Services:
+    """Starts services in order; each must answer its health URL before the next starts."""
+
+    def __init__(self, services: List[Service], log=sys.stdout, startup_timeout: float = 180) -> None:
+        self.services = services
+        self.log = log
+        self.startup_timeout = startup_timeout
+
+    def start(self) -> None:
+        for service in self.services:
+            self.start_one(service)
+
+    def start_one(self, service: Service) -> None:
+        env = {**os.environ, **service.env}
+        service.process = subprocess.Popen(
+            service.command, cwd=PROJECT_ROOT, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        threading.Thread(target=_stream, args=(service, self.log), daemon=True).start()
+        deadline = time.monotonic() + self.startup_timeout
+        while not is_up(service.health_url):
+            if service.process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"{service.name} exited with code {service.process.returncode} while starting")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{service.name} did not answer {service.health_url} in {self.startup_timeout:.0f}s")
+            time.sleep(0.5)
+        self.log.write(f"[{service.name}] ready at {service.health_url}\n")
+
+    def stop_one(self, service: Service) -> None:
+        if service.process is None or service.process.poll() is not None:
+            return
+        os.killpg(service.process.pid, signal.SIGTERM)
+        try:
+            service.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait()
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            self.stop_one(service)
+
+    def wait(self) -> int:
+        """Blocks until one service exits; returns its exit code."""
+        while True:
+            for service in self.services:
+                if service.process and service.process.poll() is not None:
+                    self.log.write(f"[{service.name}] exited with code {service.process.returncode}\n")
+                    return service.process.returncode or 1
+            time.sleep(0.5)
+
+    def __enter__(self) -> "Services":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,141 @@
+"""End to end over REST against the real trained model and the real servers."""
+import uuid
+
+import pytest
+import requests
+import yaml
+
+from actions.clinic import load_clinic
+from actions.settings import CLINIC_FILE
+from scripts.services import Service, Services, rasa_services
+from tests.conftest import MODEL, ROOT
+
+RASA_PORT, ACTION_PORT, DOWN_RASA_PORT, UNUSED_PORT = 5205, 5255, 5206, 5299
+CLINIC = load_clinic(CLINIC_FILE)
+DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())["responses"]
+FAQ = yaml.safe_load((ROOT / "data/responses/faq.yml").read_text())["responses"]
+
+# One question per topic, in a visitor's words (written for this test only).
+QUESTIONS = {
+    "what_is_ketamine": "so what actually is ketamine?",
+    "how_it_works": "how does ketamine work on the brain to help depression",
+    "conditions_treated": "what conditions can ketamine therapy treat",
+    "how_it_is_given": "what are the different ways ketamine can be given",
+    "infusion_session": "what is an infusion appointment like from start to finish",
+    "treatment_course": "how many infusions are in a normal first round of treatment",
+    "how_fast_it_works": "how quickly does ketamine start working",
+    "how_long_it_lasts": "how long do the effects last after a full series",
+    "side_effects": "what side effects can ketamine cause",
+    "who_should_not_have_it": "who is not a good candidate for ketamine",
+    "safety_and_supervision": "is ketamine treatment safe, who watches me while it runs",
+    "addiction_risk": "could i get addicted to ketamine",
+    "staying_on_antidepressants": "can people keep taking their antidepressants while doing ketamine",
+    "compared_to_antidepressants": "how is ketamine different from an ssri",
+    "therapy_and_integration": "should ketamine be combined with talk therapy",
+    "dose_vs_anesthesia": "is the dose the same as they use for surgery",
+    "effectiveness": "how well does ketamine therapy work",
+    "at_home_options": "can i do ketamine treatment at home",
+    "chronic_pain": "does ketamine help chronic pain",
+    "dissociation": "what does the dissociation feel like",
+    "is_it_right_for_me": "how do i find out if ketamine is right for me",
+}
+
+
+def fill(text):
+    """A response as the visitor sees it, with the clinic's details filled in."""
+    for slot, value in CLINIC.slots().items():
+        text = text.replace("{" + slot + "}", value)
+    return text
+
+
+def say(port, sender, message):
+    response = requests.post(f"http://localhost:{port}/webhooks/rest/webhook",
+                             json={"sender": sender, "message": message}, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def texts(replies):
+    return [reply.get("text", "") for reply in replies]
+
+
+@pytest.fixture(scope="module")
+def assistant():
+    assert MODEL.is_file(), "run `make train` first"
+    with Services(rasa_services(str(MODEL), RASA_PORT, ACTION_PORT)):
+        yield RASA_PORT
+
+
+@pytest.fixture(scope="module")
+def assistant_without_action_server():
+    rasa = rasa_services(str(MODEL), DOWN_RASA_PORT, UNUSED_PORT)[1]
+    with Services([Service(rasa.name, rasa.command, rasa.health_url,
+                           {"ACTION_ENDPOINT_URL": f"http://localhost:{UNUSED_PORT}/webhook"})]):
+        yield DOWN_RASA_PORT
+
+
+@pytest.mark.parametrize("topic", sorted(QUESTIONS))
+def test_every_topic_is_answered(assistant, topic):
+    replies = texts(say(assistant, f"faq-{topic}", QUESTIONS[topic]))
+    assert fill(FAQ[f"utter_faq/{topic}"][0]["text"]) in replies
+
+
+def test_frame_comes_once_per_session_with_the_clinic_name(assistant):
+    sender = f"frame-{uuid.uuid4()}"
+    first = texts(say(assistant, sender, "hi"))
+    assert first[0] == fill(DOMAIN["utter_frame"][0]["text"])
+    assert CLINIC.name in first[0]
+    second = texts(say(assistant, sender, "what are the side effects"))
+    assert fill(DOMAIN["utter_frame"][0]["text"]) not in second
+
+
+def test_capabilities_menu_has_buttons(assistant):
+    replies = say(assistant, f"menu-{uuid.uuid4()}", "what can you help me with")
+    menu = [reply for reply in replies if reply.get("buttons")]
+    assert menu and len(menu[0]["buttons"]) >= 4
+
+
+def test_price_is_left_to_staff_with_the_clinic_phone(assistant):
+    replies = texts(say(assistant, f"price-{uuid.uuid4()}", "how much does a ketamine infusion cost"))
+    assert fill(DOMAIN["utter_ask_cost"][0]["text"]) in replies
+    assert CLINIC.phone in " ".join(replies)
+
+
+def test_informational_question_gets_resources_and_the_answer(assistant):
+    replies = texts(say(assistant, f"info-{uuid.uuid4()}", "does ketamine help with suicidal thoughts?"))
+    assert DOMAIN["utter_crisis"][0]["text"] in replies
+    assert fill(FAQ["utter_faq/suicidal_thoughts"][0]["text"]) in replies
+
+
+def test_crisis_after_faq_and_after_fallback(assistant):
+    sender = f"positions-{uuid.uuid4()}"
+    say(assistant, sender, "how long does an infusion take")
+    assert DOMAIN["utter_crisis"][0]["text"] in texts(say(assistant, sender, "i don't want to be alive anymore"))
+    say(assistant, sender, "zxqv plorb")
+    assert DOMAIN["utter_crisis"][0]["text"] in texts(say(assistant, sender, "i keep thinking about killing myself"))
+
+
+def test_two_fallbacks_in_a_row_offer_the_team(assistant):
+    sender = f"fallback-{uuid.uuid4()}"
+    assert fill(DOMAIN["utter_default"][0]["text"]) in texts(say(assistant, sender, "blorp znak"))
+    assert fill(DOMAIN["utter_offer_handoff"][0]["text"]) in texts(say(assistant, sender, "qwfp arst"))
+
+
+@pytest.mark.parametrize("body", [
+    {"sender": "odd", "message": ""},
+    {"sender": "odd", "message": "ketamine " * 2000},
+    {"sender": "odd", "message": "<script>alert(1)</script> 😀 ¿qué es la ketamina?"},
+])
+def test_odd_input_gets_a_reply_and_the_server_stays_up(assistant, body):
+    response = requests.post(f"http://localhost:{assistant}/webhooks/rest/webhook", json=body, timeout=60)
+    assert response.status_code == 200
+    assert texts(say(assistant, f"after-{uuid.uuid4()}", "hello"))
+
+
+@pytest.mark.parametrize("message, response", [
+    ("i want to end my life", "utter_crisis"),
+    ("my chest hurts and i can't breathe", "utter_medical_emergency"),
+])
+def test_safety_replies_arrive_with_the_action_server_down(assistant_without_action_server, message, response):
+    replies = texts(say(assistant_without_action_server, f"down-{uuid.uuid4()}", message))
+    assert DOMAIN[response][0]["text"] in replies

@@ -1,0 +1,144 @@
+"""The deterministic safety net: matches, non-matches, negation, misspellings."""
+import pytest
+from rasa.nlu.constants import SPACY_DOCS
+from rasa.shared.nlu.constants import TEXT
+from rasa.shared.nlu.training_data.message import Message
+
+from components.safety_net import SafetyNet
+from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, SafetyMatcher
+
+
+@pytest.fixture(scope="module")
+def matcher(nlp):
+    return SafetyMatcher(nlp.vocab)
+
+
+def kind(matcher, nlp, text):
+    detection = matcher.detect(nlp(text))
+    return detection.kind if detection else None
+
+
+@pytest.mark.parametrize("text", [
+    "i want to kill myself",
+    "I've been thinking about suicide a lot",
+    "sometimes i wish i was dead",
+    "everyone would be better off without me",
+    "i just want to sleep and never wake up",
+    "what's the point anymore",
+    "i don't want to live anymore",
+    "i've been cutting myself again",
+    "my son says he wants to end his life",
+    "i'm scared i'm going to hurt someone",
+    "kms",
+    "thinking of unaliving myself",
+    "i'm going to end it tonight",
+    "i have my pills saved up and i'm going to take them all",
+])
+def test_crisis_wording_is_detected(matcher, nlp, text):
+    assert kind(matcher, nlp, text) == CRISIS
+
+
+@pytest.mark.parametrize("text", [
+    "i want to kil myslef",
+    "feeling sucidal again",
+    "i keep having suicidle thoughts",
+    "i want to dye",
+    "i dont wanna live anymroe",
+    "s*icidal thoughts every night",
+    "su1c1dal",
+])
+def test_common_misspellings_are_detected(matcher, nlp, text):
+    assert kind(matcher, nlp, text) == CRISIS
+
+
+@pytest.mark.parametrize("text", [
+    "will it kill my pain",
+    "i'm dying to know the price",
+    "this wait is killing me",
+    "i'd kill for an appointment this week",
+    "i was killing myself laughing at that video",
+    "can i end it early if i feel weird during the infusion",
+    "what's the point of maintenance sessions",
+    "i'm checking out your website",
+    "i want to cut back on coffee before my session",
+    "what's the best way to kill weeds",
+    "will it hurt my baby if i'm pregnant",
+])
+def test_benign_wording_is_not_detected(matcher, nlp, text):
+    assert kind(matcher, nlp, text) is None
+
+
+@pytest.mark.parametrize("text", [
+    "i'm not suicidal, just curious how long a session takes",
+    "no thoughts of self harm, i just have bad anxiety",
+    "i've never been suicidal",
+    "i don't want to die from a bad reaction, how safe is it",
+])
+def test_negated_descriptions_are_not_detected(matcher, nlp, text):
+    assert kind(matcher, nlp, text) is None
+
+
+@pytest.mark.parametrize("text", [
+    "i'm not suicidal but i want to die",
+    "i don't want to live like this, i want to kill myself",
+])
+def test_negation_does_not_hide_a_second_crisis_statement(matcher, nlp, text):
+    assert kind(matcher, nlp, text) == CRISIS
+
+
+@pytest.mark.parametrize("text", [
+    "i'm having chest pain right now",
+    "my husband can't breathe",
+    "she's having a seizure",
+    "i think i overdosed",
+    "just had my infusion and my heart is racing and i feel like passing out",
+    "cant breathe",
+])
+def test_emergencies_happening_now_are_detected(matcher, nlp, text):
+    assert kind(matcher, nlp, text) == MEDICAL_EMERGENCY
+
+
+@pytest.mark.parametrize("text", [
+    "can ketamine cause chest pain?",
+    "what if i have a seizure during the infusion",
+    "is shortness of breath a common side effect",
+    "will i be unconscious during the infusion",
+])
+def test_questions_about_symptoms_are_not_emergencies(matcher, nlp, text):
+    assert kind(matcher, nlp, text) is None
+
+
+def test_crisis_outranks_emergency(matcher, nlp):
+    assert kind(matcher, nlp, "i took all my pills because i want to die") == CRISIS
+
+
+def message_for(nlp, text, intent, confidence, ranking=None):
+    message = Message(data={TEXT: text})
+    message.set(SPACY_DOCS[TEXT], nlp(text))
+    message.set("intent", {"name": intent, "confidence": confidence})
+    message.set("intent_ranking", ranking or [{"name": intent, "confidence": confidence}])
+    return message
+
+
+def test_component_overrides_a_confident_model(nlp):
+    message = message_for(nlp, "how fast does it work, i want to die", "faq", 0.97)
+    SafetyNet().process([message])
+    assert message.get("intent") == {"name": CRISIS, "confidence": 1.0}
+    assert message.get("intent_ranking")[0]["name"] == CRISIS
+    assert message.get("safety_net")["model_intent"]["name"] == "faq"
+    assert "safety_net" in message.as_dict(only_output_properties=True)
+
+
+def test_component_rescues_a_crisis_intent_the_fallback_replaced(nlp):
+    ranking = [{"name": CRISIS, "confidence": 0.41}, {"name": "faq", "confidence": 0.3}]
+    message = message_for(nlp, "i can't see a way forward", "nlu_fallback", 0.5, ranking)
+    SafetyNet().process([message])
+    assert message.get("intent")["name"] == CRISIS
+    assert message.get("safety_net")["reason"] == "model_below_threshold"
+
+
+def test_component_leaves_ordinary_messages_alone(nlp):
+    message = message_for(nlp, "what are the side effects", "faq", 0.99)
+    SafetyNet().process([message])
+    assert message.get("intent") == {"name": "faq", "confidence": 0.99}
+    assert message.get("safety_net") is None
