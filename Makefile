@@ -65,13 +65,13 @@ test: install $(MODEL) test-data test-unit test-stories test-nlu test-safety
 	@echo "All test stages passed."
 
 test-data: install
-	$(RASA) data validate --fail-on-warnings
+	$(RASA) data validate
 
 test-unit: install $(MODEL)
 	$(PY) -m pytest
 
 test-stories: install $(MODEL)
-	$(RASA) test core --model $(MODEL) --stories tests/stories --fail-on-prediction-errors --out results/stories
+	$(RASA) test core --e2e --model $(MODEL) --stories tests/stories --fail-on-prediction-errors --out results/stories
 
 test-nlu: install $(MODEL)
 	$(PY) scripts/heldout_accuracy.py --model $(MODEL) --min-accuracy 0.90

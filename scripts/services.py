@@ -27,9 +27,12 @@ class Service:
     process: Optional[subprocess.Popen] = None
 
 
-def rasa_services(model: str, rasa_port: int, action_port: int) -> List[Service]:
+def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: Optional[str] = None) -> List[Service]:
+    """The action server and the Rasa server (REST and socket.io channels)."""
     rasa = str(VENV_BIN / "rasa")
     action_url = f"http://localhost:{action_port}/webhook"
+    tracker_db = tracker_db or os.environ.get("TRACKER_DB", "var/tracker.db")
+    (PROJECT_ROOT / tracker_db).parent.mkdir(parents=True, exist_ok=True)
     return [
         Service(
             "actions",
@@ -41,7 +44,7 @@ def rasa_services(model: str, rasa_port: int, action_port: int) -> List[Service]
             [rasa, "run", "--model", model, "--port", str(rasa_port), "--cors", "*",
              "--credentials", "credentials.yml", "--endpoints", "endpoints.yml"],
             f"http://localhost:{rasa_port}/",
-            env={"ACTION_ENDPOINT_URL": action_url},
+            env={"ACTION_ENDPOINT_URL": action_url, "TRACKER_DB": tracker_db},
         ),
     ]
 

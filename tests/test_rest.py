@@ -7,7 +7,7 @@ import yaml
 
 from actions.clinic import load_clinic
 from actions.settings import CLINIC_FILE
-from scripts.services import Service, Services, rasa_services
+from scripts.services import Services, rasa_services
 from tests.conftest import MODEL, ROOT
 
 RASA_PORT, ACTION_PORT, DOWN_RASA_PORT, UNUSED_PORT = 5205, 5255, 5206, 5299
@@ -60,17 +60,19 @@ def texts(replies):
 
 
 @pytest.fixture(scope="module")
-def assistant():
+def assistant(tmp_path_factory):
     assert MODEL.is_file(), "run `make train` first"
-    with Services(rasa_services(str(MODEL), RASA_PORT, ACTION_PORT)):
+    tracker_db = str(tmp_path_factory.mktemp("rest") / "tracker.db")
+    with Services(rasa_services(str(MODEL), RASA_PORT, ACTION_PORT, tracker_db)):
         yield RASA_PORT
 
 
 @pytest.fixture(scope="module")
-def assistant_without_action_server():
-    rasa = rasa_services(str(MODEL), DOWN_RASA_PORT, UNUSED_PORT)[1]
-    with Services([Service(rasa.name, rasa.command, rasa.health_url,
-                           {"ACTION_ENDPOINT_URL": f"http://localhost:{UNUSED_PORT}/webhook"})]):
+def assistant_without_action_server(tmp_path_factory):
+    """Only the Rasa server: its action endpoint points at a port where nothing listens."""
+    tracker_db = str(tmp_path_factory.mktemp("down") / "tracker.db")
+    rasa = rasa_services(str(MODEL), DOWN_RASA_PORT, UNUSED_PORT, tracker_db)[1]
+    with Services([rasa]):
         yield DOWN_RASA_PORT
 
 
