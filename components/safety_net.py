@@ -2,7 +2,9 @@
 
 It runs last in the pipeline. When the spaCy patterns find crisis or emergency
 wording it sets that intent with confidence 1.0, whatever DIET or the
-FallbackClassifier decided. It also rescues a crisis or emergency intent that
+FallbackClassifier decided. A question about the visitor's own medicines, dose,
+pregnancy or diagnosis becomes ask_personal_medical_advice, unless the model
+itself heard a crisis or emergency. It also rescues a crisis or emergency intent that
 DIET ranked first but the FallbackClassifier replaced for low confidence.
 What the model had predicted is kept under "safety_net" so the follow-up
 action can still answer a question asked in the same message.
@@ -73,14 +75,16 @@ class SafetyNet(GraphComponent):
         model_intent = message.get(INTENT) or {}
         ranking = message.get(INTENT_RANKING_KEY) or []
         detection = self._matcher_for(doc).detect(doc)
-        if detection:
+        model_name = model_intent.get(INTENT_NAME_KEY)
+        top_ranked = ranking[0].get(INTENT_NAME_KEY) if ranking else None
+        if detection and detection.kind in SAFETY_INTENTS:
             safety_intent, reason = detection.kind, f"pattern:{detection.pattern}"
-        elif (
-            model_intent.get(INTENT_NAME_KEY) == DEFAULT_NLU_FALLBACK_INTENT_NAME
-            and ranking
-            and ranking[0].get(INTENT_NAME_KEY) in SAFETY_INTENTS
-        ):
-            safety_intent, reason = ranking[0][INTENT_NAME_KEY], "model_below_threshold"
+        elif model_name in SAFETY_INTENTS:
+            return  # the model's own crisis or emergency reading stands
+        elif model_name == DEFAULT_NLU_FALLBACK_INTENT_NAME and top_ranked in SAFETY_INTENTS:
+            safety_intent, reason = top_ranked, "model_below_threshold"
+        elif detection:
+            safety_intent, reason = detection.kind, f"pattern:{detection.pattern}"
         else:
             return
         logger.info("Safety net set intent %s (%s)", safety_intent, reason)

@@ -5,6 +5,7 @@ normalised form (``token._.safety_norm``): lower case, common misspellings and
 near-misses of key words corrected, then the lookup lemma. The patterns match
 on that form, so "killing myslef", "suicidle" and "kill my self" all match.
 """
+import re
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional
 
@@ -14,6 +15,9 @@ from spacy.vocab import Vocab
 
 CRISIS = "crisis"
 MEDICAL_EMERGENCY = "medical_emergency"
+PERSONAL_MEDICAL_ADVICE = "ask_personal_medical_advice"
+# Most urgent first: a message that is both gets the more urgent reply.
+PRIORITY = (CRISIS, MEDICAL_EMERGENCY, PERSONAL_MEDICAL_ADVICE)
 
 NORM = "safety_norm"
 if not Token.has_extension(NORM):
@@ -293,6 +297,66 @@ EMERGENCY_PATTERNS: Dict[str, List[List[Dict]]] = {
     ],
 }
 
+# Named medicines only: "can people stay on antidepressants?" is a general FAQ.
+MEDICATIONS = (
+    "maoi", "maois", "benzo", "benzos", "zoloft", "sertraline", "lexapro", "escitalopram",
+    "prozac", "fluoxetine", "paxil", "paroxetine", "celexa", "citalopram", "wellbutrin", "bupropion",
+    "effexor", "venlafaxine", "cymbalta", "duloxetine", "pristiq", "trintellix", "remeron",
+    "mirtazapine", "trazodone", "lithium", "lamictal", "lamotrigine", "depakote", "seroquel",
+    "quetiapine", "abilify", "aripiprazole", "risperdal", "zyprexa", "latuda", "xanax", "alprazolam",
+    "klonopin", "clonazepam", "ativan", "lorazepam", "valium", "diazepam", "adderall", "vyvanse",
+    "ritalin", "concerta", "suboxone", "buprenorphine", "methadone", "naltrexone", "vivitrol",
+    "gabapentin", "neurontin", "lyrica", "pregabalin", "tramadol", "oxycodone", "percocet",
+    "hydrocodone", "zofran", "ondansetron", "propranolol", "clonidine", "ambien", "topamax",
+    "nardil", "parnate", "emsam", "spravato", "metoprolol", "lisinopril", "blood thinner", "warfarin",
+    "insulin", "birth control", "the pill",
+)
+CONDITIONS = (
+    "bipolar", "schizophrenia", "schizoaffective", "psychosis", "psychotic", "epilepsy", "seizures",
+    "glaucoma", "afib", "arrhythmia", "hypertension", "high blood pressure", "heart condition",
+    "heart disease", "heart failure", "pacemaker", "stroke", "aneurysm", "liver", "kidney", "bladder",
+    "cystitis", "borderline", "bpd", "adhd", "autism", "diabetes", "asthma", "copd", "sleep apnea",
+    "thyroid", "addiction", "alcoholism", "eating disorder", "anorexia", "tbi", "brain injury",
+    "dementia",
+)
+FIRST_PERSON = ("i", "my", "me", "i'm", "im", "i've", "ive", "mine")
+
+
+def _phrase_patterns(phrases: Iterable[str]) -> List[List[Dict]]:
+    return [[{"LOWER": word} for word in phrase.split()] for phrase in phrases]
+
+
+# A question about the visitor's own care: their medicines, dose, pregnancy or diagnosis.
+# Matched parts are combined in SafetyMatcher._personal_advice, which also needs "i"/"my".
+ADVICE_PATTERNS: Dict[str, List[List[Dict]]] = {
+    "medication": _phrase_patterns(MEDICATIONS),
+    "condition": _phrase_patterns(CONDITIONS),
+    "pregnancy": [
+        [_any("pregnant", "pregnancy", "breastfeed", "breastfeeding", "nursing", "ivf", "conceive",
+              "postpartum")],
+        [_any("breast"), _any("feed", "feeding")],
+        [_any("trying"), _any("for"), _any("a"), _any("baby")],
+    ],
+    "dose": [
+        [_any("my", "extra", "double", "higher", "lower", "bigger", "smaller", "next", "missed"),
+         _any("dose", "dosage", "troche", "troches", "spray", "sprays", "lozenge", "mg")],
+        [_any("how"), _any("many", "much"), _opt("mg", "milligrams"), _any("spray", "sprays", "troche", "troches", "mg", "ketamine", "milligrams", "dose")],
+        [{"LIKE_NUM": True}, _any("mg", "milligrams", "milligram", "sprays", "troches")],
+        [{"TEXT": {"REGEX": r"^\d+mg$"}}],
+        [_any("twice", "double")],
+    ],
+    "change_medication": [
+        [_any("stop", "quit", "taper", "wean", "skip", "switch", "pause", "halt", "come", "go"),
+         _opt("off", "taking"), _any("my", "all")],
+        [_any("stop", "quit", "skip", "pause"), _any("take", "taking")],
+        [_any("diagnose", "diagnosed")],
+    ],
+}
+# A medicine or condition is the visitor's own when one of these comes just before it:
+# "i'm on lithium", "my zoloft", "i have bipolar", "diagnosed with epilepsy".
+OWN_CUES = {"i", "my", "on", "take", "taking", "diagnosed", "have", "'ve", "got"}
+OWN_WINDOW = 4
+
 # An emergency is happening to someone: general or hypothetical questions about symptoms
 # ("can ketamine cause chest pain?", "what if I have a seizure?") are answered as FAQs.
 PERSON = {"i", "me", "my", "he", "she", "him", "her", "his", "they", "them", "their", "we", "us",
@@ -318,9 +382,10 @@ IDIOMS: List[List[Dict]] = [
 
 @dataclass(frozen=True)
 class Detection:
-    kind: str  # CRISIS or MEDICAL_EMERGENCY
+    kind: str  # one of PRIORITY
     pattern: str
     text: str
+    own_care: bool = False  # for personal medical advice: about the visitor's own care
 
 
 class SafetyMatcher:
@@ -333,6 +398,8 @@ class SafetyMatcher:
         for name, patterns in EMERGENCY_PATTERNS.items():
             self._matcher.add(f"{MEDICAL_EMERGENCY}:{name}", patterns)
         self._matcher.add("idiom", IDIOMS)
+        for name, patterns in ADVICE_PATTERNS.items():
+            self._matcher.add(f"{PERSONAL_MEDICAL_ADVICE}:{name}", patterns)
         self._strings = vocab.strings
 
     def detect(self, doc: Doc) -> Optional[Detection]:
@@ -360,12 +427,34 @@ class SafetyMatcher:
                 continue
             if name == "take_all_pills" and not any(t._.get(NORM) in PILLS for t in doc):
                 continue
-            found.append(Detection(kind, name, doc[start:end].text))
-        for kind in (CRISIS, MEDICAL_EMERGENCY):
+            own_care = kind == PERSONAL_MEDICAL_ADVICE and self._is_own_care(doc, name, start)
+            found.append(Detection(kind, name, doc[start:end].text, own_care))
+        if not any(d.kind == MEDICAL_EMERGENCY for d in found):
+            found += self._vital_signs(doc)
+        found = [d for d in found if d.kind != PERSONAL_MEDICAL_ADVICE or d.own_care]
+        for kind in PRIORITY:
             for detection in found:
                 if detection.kind == kind:
                     return detection
         return None
+
+    @staticmethod
+    def _is_own_care(doc: Doc, name: str, start: int) -> bool:
+        if name in ("medication", "condition"):
+            window = doc[max(0, start - OWN_WINDOW):start]
+            return any(token.lower_ in OWN_CUES for token in window)
+        return any(token.lower_ in FIRST_PERSON for token in doc)
+
+    @staticmethod
+    def _vital_signs(doc: Doc) -> List[Detection]:
+        """Dangerous readings: "bp 210/120", "heart rate is 160" (with a person and no hypothetical)."""
+        text = doc.text.lower()
+        pressure = re.search(r"\b(2\d\d|1[89]\d)\s*/\s*(\d{2,3})\b", text)
+        pulse = re.search(r"\b(heart ?rate|pulse|hr|bpm)\D{0,12}(1[4-9]\d|2\d\d)\b|\b(1[4-9]\d|2\d\d)\s*bpm\b", text)
+        if (pressure and re.search(r"\b(bp|blood pressure|monitor|reading|cuff)\b", text)) or pulse:
+            if SafetyMatcher._happening_now(doc):
+                return [Detection(MEDICAL_EMERGENCY, "vital_signs", (pressure or pulse).group(0))]
+        return []
 
     @staticmethod
     def _clause_ends(doc: Doc, end: int) -> bool:

@@ -118,11 +118,16 @@ def load_agent(model_path: str):
 
 
 def answered_intents(parse: Dict[str, Any]) -> set:
-    """Intents the visitor gets a reply for: the final one, plus the question the model heard
-    when the safety net answered first (actions/safety.py then answers it too)."""
-    final = parse["intent"]["name"]
-    model_intent = parse.get("safety_net", {}).get("model_intent", {}).get("name")
-    return {final, model_intent} if final == "crisis" and model_intent else {final}
+    """Intents the visitor gets a reply for: the final one, plus the question that
+    actions/safety.py answers after a crisis or personal-medical-advice reply."""
+    from actions.safety import answer_alongside
+    from actions.settings import FAQ_ALONGSIDE_MIN_CONFIDENCE
+
+    extra = answer_alongside(parse, FAQ_ALONGSIDE_MIN_CONFIDENCE)
+    if not extra:
+        return {parse["intent"]["name"]}
+    base = extra[len("utter_"):].split("/")[0]
+    return {parse["intent"]["name"], {"clinic_details": "ask_clinic_details"}.get(base, base)}
 
 
 def evaluate_model(model_path: str, examples: List[Tuple[str, str]]) -> Tuple[Scores, List]:

@@ -5,7 +5,7 @@ from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 
 from components.safety_net import SafetyNet
-from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, SafetyMatcher
+from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, PERSONAL_MEDICAL_ADVICE, SafetyMatcher
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,6 @@ def test_common_misspellings_are_detected(matcher, nlp, text):
     "i'm checking out your website",
     "i want to cut back on coffee before my session",
     "what's the best way to kill weeds",
-    "will it hurt my baby if i'm pregnant",
 ])
 def test_benign_wording_is_not_detected(matcher, nlp, text):
     assert kind(matcher, nlp, text) is None
@@ -108,6 +107,38 @@ def test_questions_about_symptoms_are_not_emergencies(matcher, nlp, text):
     assert kind(matcher, nlp, text) is None
 
 
+@pytest.mark.parametrize("text", [
+    "my bp cuff says 205/118 after my dose",
+    "my heart rate is 170 right now after the spray",
+])
+def test_dangerous_readings_are_emergencies(matcher, nlp, text):
+    assert kind(matcher, nlp, text) == MEDICAL_EMERGENCY
+
+
+@pytest.mark.parametrize("text", [
+    "i'm on lexapro, can i still do infusions",
+    "should i stop my wellbutrin before starting",
+    "can i take an extra troche if it wears off",
+    "is 50mg a good dose for me",
+    "will it hurt my baby if i'm pregnant",
+    "i'm breastfeeding, is the nasal spray ok",
+    "i have bipolar 2, will it make me manic",
+    "i was diagnosed with epilepsy as a kid, can i get ketamine",
+])
+def test_questions_about_own_care_are_personal_medical_advice(matcher, nlp, text):
+    assert kind(matcher, nlp, text) == PERSONAL_MEDICAL_ADVICE
+
+
+@pytest.mark.parametrize("text", [
+    "can people stay on their antidepressants during treatment",
+    "how is ketamine different from ssris",
+    "is ketamine used for bipolar depression",
+    "what is the usual dose compared with anesthesia",
+])
+def test_general_questions_are_not_personal_medical_advice(matcher, nlp, text):
+    assert kind(matcher, nlp, text) is None
+
+
 def test_crisis_outranks_emergency(matcher, nlp):
     assert kind(matcher, nlp, "i took all my pills because i want to die") == CRISIS
 
@@ -135,6 +166,18 @@ def test_component_rescues_a_crisis_intent_the_fallback_replaced(nlp):
     SafetyNet().process([message])
     assert message.get("intent")["name"] == CRISIS
     assert message.get("safety_net")["reason"] == "model_below_threshold"
+
+
+def test_component_sends_own_care_questions_to_a_clinician(nlp):
+    message = message_for(nlp, "i'm on lithium, how long does an infusion take", "faq", 0.9)
+    SafetyNet().process([message])
+    assert message.get("intent")["name"] == PERSONAL_MEDICAL_ADVICE
+
+
+def test_component_never_downgrades_the_models_crisis_to_advice(nlp):
+    message = message_for(nlp, "i'm on lithium and i can't see a way forward", CRISIS, 0.8)
+    SafetyNet().process([message])
+    assert message.get("intent") == {"name": CRISIS, "confidence": 0.8}
 
 
 def test_component_leaves_ordinary_messages_alone(nlp):
