@@ -45,6 +45,11 @@ class SafetyNet(GraphComponent):
     def required_packages() -> List[Text]:
         return ["spacy"]
 
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        # Below this, a negated "crisis" reading falls back to asking the visitor to rephrase.
+        return {"negated_min_confidence": 0.3}
+
     @classmethod
     def create(
         cls,
@@ -53,9 +58,11 @@ class SafetyNet(GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> SafetyNet:
-        return cls()
+        return cls(config)
 
-    def __init__(self) -> None:
+    def __init__(self, config: Optional[Dict[Text, Any]] = None) -> None:
+        config = {**self.get_default_config(), **(config or {})}
+        self._min_confidence = float(config["negated_min_confidence"])
         self._matcher: Optional[SafetyMatcher] = None
 
     def _matcher_for(self, doc: Doc) -> SafetyMatcher:
@@ -74,29 +81,46 @@ class SafetyNet(GraphComponent):
             return
         model_intent = message.get(INTENT) or {}
         ranking = message.get(INTENT_RANKING_KEY) or []
-        detection = self._matcher_for(doc).detect(doc)
+        detection, only_negated = self._matcher_for(doc).analyse(doc)
         model_name = model_intent.get(INTENT_NAME_KEY)
         top_ranked = ranking[0].get(INTENT_NAME_KEY) if ranking else None
         if detection and detection.kind in SAFETY_INTENTS:
-            safety_intent, reason = detection.kind, f"pattern:{detection.pattern}"
+            self._override(message, detection.kind, f"pattern:{detection.pattern}", model_intent, ranking)
+        elif model_name == CRISIS and only_negated:
+            self._take_next_reading(message, model_intent, ranking)
         elif model_name in SAFETY_INTENTS:
             return  # the model's own crisis or emergency reading stands
         elif model_name == DEFAULT_NLU_FALLBACK_INTENT_NAME and top_ranked in SAFETY_INTENTS:
-            safety_intent, reason = top_ranked, "model_below_threshold"
+            self._override(message, top_ranked, "model_below_threshold", model_intent, ranking)
         elif detection:
-            safety_intent, reason = detection.kind, f"pattern:{detection.pattern}"
+            self._override(message, detection.kind, f"pattern:{detection.pattern}", model_intent, ranking)
+
+    def _override(self, message: Message, intent: Text, reason: Text,
+                  model_intent: Dict[Text, Any], ranking: List[Dict[Text, Any]]) -> None:
+        chosen = {INTENT_NAME_KEY: intent, "confidence": 1.0}
+        others = [entry for entry in ranking if entry.get(INTENT_NAME_KEY) != intent]
+        self._set(message, chosen, reason, model_intent, [chosen] + others)
+
+    def _take_next_reading(self, message: Message, model_intent: Dict[Text, Any],
+                           ranking: List[Dict[Text, Any]]) -> None:
+        """Bag-of-words reads "i'm not suicidal, just curious" as a crisis. Every crisis phrase
+        in it is negated and nothing else matched, so the model's next reading is used, or a
+        request to rephrase when that reading is weak."""
+        others = [entry for entry in ranking if entry.get(INTENT_NAME_KEY) != CRISIS]
+        if others and others[0].get("confidence", 0.0) >= self._min_confidence:
+            chosen = others[0]
         else:
-            return
-        logger.info("Safety net set intent %s (%s)", safety_intent, reason)
+            chosen = {INTENT_NAME_KEY: DEFAULT_NLU_FALLBACK_INTENT_NAME, "confidence": 1.0}
+        self._set(message, chosen, "negated", model_intent, others)
+
+    @staticmethod
+    def _set(message: Message, intent: Dict[Text, Any], reason: Text,
+             model_intent: Dict[Text, Any], ranking: List[Dict[Text, Any]]) -> None:
+        logger.info("Safety net set intent %s (%s)", intent[INTENT_NAME_KEY], reason)
         message.set(
             SAFETY_NET_KEY,
-            {"intent": safety_intent, "reason": reason, "model_intent": model_intent},
+            {"intent": intent[INTENT_NAME_KEY], "reason": reason, "model_intent": model_intent},
             add_to_output=True,
         )
-        message.set(INTENT, {INTENT_NAME_KEY: safety_intent, "confidence": 1.0}, add_to_output=True)
-        others = [entry for entry in ranking if entry.get(INTENT_NAME_KEY) != safety_intent]
-        message.set(
-            INTENT_RANKING_KEY,
-            [{INTENT_NAME_KEY: safety_intent, "confidence": 1.0}] + others,
-            add_to_output=True,
-        )
+        message.set(INTENT, intent, add_to_output=True)
+        message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)

@@ -7,7 +7,7 @@ on that form, so "killing myslef", "suicidle" and "kill my self" all match.
 """
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from spacy.matcher import Matcher
 from spacy.tokens import Doc, Token
@@ -403,7 +403,11 @@ class SafetyMatcher:
         self._strings = vocab.strings
 
     def detect(self, doc: Doc) -> Optional[Detection]:
-        """Returns the most urgent detection (crisis before emergency), or None."""
+        return self.analyse(doc)[0]
+
+    def analyse(self, doc: Doc) -> Tuple[Optional[Detection], bool]:
+        """The most urgent detection (crisis, emergency, personal advice) or None, and whether
+        the message only speaks of a crisis in the negative ("i'm not suicidal, just curious")."""
         for token in doc:
             token._.set(NORM, normalise(token))
         matches = self._matcher(doc)
@@ -414,12 +418,14 @@ class SafetyMatcher:
             for i in range(start, end)
         }
         found: List[Detection] = []
+        negated_crisis = False
         for match_id, start, end in matches:
             label = self._strings[match_id]
             if label == "idiom" or idiom_tokens.intersection(range(start, end)):
                 continue
             kind, name = label.split(":")
             if name in NEGATABLE and self._negated(doc, start):
+                negated_crisis = True
                 continue
             if kind == MEDICAL_EMERGENCY and not self._happening_now(doc):
                 continue
@@ -435,8 +441,8 @@ class SafetyMatcher:
         for kind in PRIORITY:
             for detection in found:
                 if detection.kind == kind:
-                    return detection
-        return None
+                    return detection, False
+        return None, negated_crisis
 
     @staticmethod
     def _is_own_care(doc: Doc, name: str, start: int) -> bool:

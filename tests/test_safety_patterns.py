@@ -180,6 +180,27 @@ def test_component_never_downgrades_the_models_crisis_to_advice(nlp):
     assert message.get("intent") == {"name": CRISIS, "confidence": 0.8}
 
 
+def test_component_overrules_a_crisis_reading_of_a_negated_message(nlp):
+    ranking = [{"name": CRISIS, "confidence": 0.9}, {"name": "faq", "confidence": 0.6}]
+    message = message_for(nlp, "i'm not suicidal, just curious how long a session takes", CRISIS, 0.9, ranking)
+    SafetyNet().process([message])
+    assert message.get("intent") == {"name": "faq", "confidence": 0.6}
+    assert message.get("safety_net")["reason"] == "negated"
+
+
+def test_component_asks_to_rephrase_when_the_next_reading_is_weak(nlp):
+    ranking = [{"name": CRISIS, "confidence": 0.95}, {"name": "deny", "confidence": 0.02}]
+    message = message_for(nlp, "i don't want to die, i want to live better", CRISIS, 0.95, ranking)
+    SafetyNet().process([message])
+    assert message.get("intent")["name"] == "nlu_fallback"
+
+
+def test_negation_never_overrules_a_second_positive_statement(nlp):
+    message = message_for(nlp, "i'm not suicidal but everyone would be better off without me", CRISIS, 0.9)
+    SafetyNet().process([message])
+    assert message.get("intent")["name"] == CRISIS
+
+
 def test_component_leaves_ordinary_messages_alone(nlp):
     message = message_for(nlp, "what are the side effects", "faq", 0.99)
     SafetyNet().process([message])

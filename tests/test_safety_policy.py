@@ -1,0 +1,64 @@
+"""The policy that answers a crisis or emergency where no rule can."""
+import pytest
+from rasa.engine.graph import ExecutionContext, GraphSchema
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from components.safety_policy import SafetyPolicy
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def domain():
+    return Domain.load(str(ROOT / "domain.yml"))
+
+
+@pytest.fixture
+def policy(tmp_path):
+    return SafetyPolicy.create(
+        SafetyPolicy.get_default_config(), LocalModelStorage(tmp_path), Resource("safety"),
+        ExecutionContext(GraphSchema({}), "test"),
+    )
+
+
+def predicted(policy, domain, events):
+    tracker = DialogueStateTracker.from_events("visitor", events)
+    prediction = policy.predict_action_probabilities(tracker, domain)
+    if max(prediction.probabilities) == 0.0:
+        return None
+    return domain.action_names_or_texts[prediction.max_confidence_index]
+
+
+def said(intent):
+    return UserUttered("…", intent={"name": intent, "confidence": 1.0})
+
+
+def test_outranks_rule_policy(policy):
+    assert policy.priority > 6
+
+
+@pytest.mark.parametrize("intent, response", [("crisis", "utter_crisis"),
+                                              ("medical_emergency", "utter_medical_emergency")])
+def test_answers_an_unanswered_safety_message(policy, domain, intent, response):
+    events = [ActionExecuted("action_listen"), said(intent)]
+    assert predicted(policy, domain, events) == response
+
+
+def test_answers_when_the_session_start_lost_its_events_then_listens(policy, domain):
+    events = [ActionExecuted("action_session_start"), said("crisis")]
+    assert predicted(policy, domain, events) == "utter_crisis"
+    events.append(ActionExecuted("utter_crisis"))
+    assert predicted(policy, domain, events) == "action_listen"
+
+
+def test_leaves_the_rest_of_a_normal_turn_to_the_rules(policy, domain):
+    events = [ActionExecuted("action_listen"), said("crisis"), ActionExecuted("utter_crisis")]
+    assert predicted(policy, domain, events) is None
+
+
+def test_abstains_on_other_messages(policy, domain):
+    assert predicted(policy, domain, [ActionExecuted("action_listen"), said("faq")]) is None
+    assert predicted(policy, domain, []) is None
