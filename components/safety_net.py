@@ -81,12 +81,12 @@ class SafetyNet(GraphComponent):
             return
         model_intent = message.get(INTENT) or {}
         ranking = message.get(INTENT_RANKING_KEY) or []
-        detection, only_negated = self._matcher_for(doc).analyse(doc)
+        detection, benign_reading = self._matcher_for(doc).analyse(doc)
         model_name = model_intent.get(INTENT_NAME_KEY)
         top_ranked = ranking[0].get(INTENT_NAME_KEY) if ranking else None
         if detection and detection.kind in SAFETY_INTENTS:
             self._override(message, detection.kind, f"pattern:{detection.pattern}", model_intent, ranking)
-        elif model_name == CRISIS and only_negated:
+        elif model_name == CRISIS and benign_reading:
             self._take_next_reading(message, model_intent, ranking)
         elif model_name in SAFETY_INTENTS:
             return  # the model's own crisis or emergency reading stands
@@ -103,15 +103,15 @@ class SafetyNet(GraphComponent):
 
     def _take_next_reading(self, message: Message, model_intent: Dict[Text, Any],
                            ranking: List[Dict[Text, Any]]) -> None:
-        """Bag-of-words reads "i'm not suicidal, just curious" as a crisis. Every crisis phrase
-        in it is negated and nothing else matched, so the model's next reading is used, or a
-        request to rephrase when that reading is weak."""
+        """Bag-of-words reads "i'm not suicidal, just curious" or "needles kill me" as a crisis.
+        Its crisis words are negated or figurative and no crisis pattern matched, so the model's
+        next reading is used, or a request to rephrase when that reading is weak."""
         others = [entry for entry in ranking if entry.get(INTENT_NAME_KEY) != CRISIS]
         if others and others[0].get("confidence", 0.0) >= self._min_confidence:
             chosen = others[0]
         else:
             chosen = {INTENT_NAME_KEY: DEFAULT_NLU_FALLBACK_INTENT_NAME, "confidence": 1.0}
-        self._set(message, chosen, "negated", model_intent, others)
+        self._set(message, chosen, "benign_reading", model_intent, others)
 
     @staticmethod
     def _set(message: Message, intent: Dict[Text, Any], reason: Text,

@@ -173,6 +173,12 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("want", "plan", "go", "try", "wanna"), ANY, _any("overdose")],
         [_any("jump", "drive", "crash", "steer"), _any("off", "of", "into", "in"), ANY, ANY, _any("bridge", "roof", "building", "balcony", "cliff", "road", "tree", "traffic", "train", "wall")],
         [_any("eat"), _any("a"), _any("bullet")],
+        # Warning signs: lingering where people end their lives, notes left "just in case".
+        [_any("stand", "standing", "stood", "sit", "sitting", "stop", "stopping", "stare", "staring", "linger", "lingering"),
+         _opt("near", "at", "on", "over", "by"), _opt("the", "a"), _opt("train", "railroad", "subway"),
+         _any("track", "tracks", "railway", "ledge", "edge", "bridge", "rooftop", "cliff", "overpass")],
+        [_any("note", "notes", "letter", "letters"), ANY, ANY, ANY, ANY, _any("in"), _any("case")],
+        [_any("feel", "felt", "be"), _opt("so", "just", "already", "completely"), _any("dead"), _any("inside")],
         [_any(*WANT), ANY, ANY, _any("end"), _any("it", "thing", "everything")],
         [_any("take"), _any("all"), _any(*POSSESSIVE, "the", "these", "those"), _opt("sleeping"), _any("pill", "pills", "tablet", "med", "meds")],
         [_any("overdose"), _any("on"), _any("purpose")],
@@ -332,18 +338,33 @@ ADVICE_PATTERNS: Dict[str, List[List[Dict]]] = {
     "medication": _phrase_patterns(MEDICATIONS),
     "condition": _phrase_patterns(CONDITIONS),
     "pregnancy": [
-        [_any("pregnant", "pregnancy", "breastfeed", "breastfeeding", "nursing", "ivf", "conceive",
-              "postpartum")],
+        # The surface form: "nursing" lemmatises to "nurse", which also means the clinic's nurse.
+        [{"LOWER": {"IN": ["pregnant", "pregnancy", "breastfeed", "breastfeeding", "nursing", "ivf",
+                           "conceive", "postpartum", "newborn"]}}],
+        [_any("pump"), _any("and"), _any("dump")],
         [_any("breast"), _any("feed", "feeding")],
         [_any("trying"), _any("for"), _any("a"), _any("baby")],
     ],
     "dose": [
         [_any("my", "extra", "double", "higher", "lower", "bigger", "smaller", "next", "missed"),
+         _opt("home", "usual", "next", "first", "last", "daily", "nightly", "regular"),
          _any("dose", "dosage", "troche", "troches", "spray", "sprays", "lozenge", "mg")],
         [_any("how"), _any("many", "much"), _opt("mg", "milligrams"), _any("spray", "sprays", "troche", "troches", "mg", "ketamine", "milligrams", "dose")],
         [{"LIKE_NUM": True}, _any("mg", "milligrams", "milligram", "sprays", "troches")],
         [{"TEXT": {"REGEX": r"^\d+mg$"}}],
         [_any("twice", "double")],
+    ],
+    # Their own medicines without a name ("my meds", "blood pressure pills"), and alcohol or
+    # drugs taken with their treatment.
+    "own_medicine": [
+        [_any("my"), _opt("blood", "heart", "thyroid", "sleep", "anxiety", "pain", "daily", "regular"),
+         _opt("pressure"), _any("med", "meds", "medication", "medications", "pill", "pills", "prescription", "prescriptions")],
+        [_any("on", "take", "taking"), _any("blood", "heart", "thyroid", "sleep", "anxiety", "pain"), _opt("pressure"),
+         _any("med", "meds", "medication", "medications", "pill", "pills")],
+        [_any("can", "should", "ok", "okay"), _any("i"), ANY, ANY, ANY,
+         _any("wine", "beer", "alcohol", "drink", "drinks", "weed", "cannabis", "marijuana", "edible", "edibles")],
+        [_any("wine", "beer", "alcohol", "drink", "drinking", "weed", "cannabis", "marijuana", "edible", "edibles"),
+         ANY, ANY, _any("after", "before", "with", "during"), _any("my")],
     ],
     "change_medication": [
         [_any("stop", "quit", "taper", "wean", "skip", "switch", "pause", "halt", "come", "go"),
@@ -366,6 +387,35 @@ PERSON = {"i", "me", "my", "he", "she", "him", "her", "his", "they", "them", "th
 NOT_NOW = {"if", "cause", "risk", "possible", "common", "normal", "ever", "history", "ago", "last",
            "usually", "chance", "likely", "would", "past", "safe", "will", "during"}
 NOW = {"now", "currently", "right", "just", "help", "911", "ambulance", "hospital", "er"}
+
+# A plan held in reserve for when treatment fails: "if this doesn't work i have a plan".
+# Each part alone is ordinary ("if it doesn't work, what then?", "treatment plan").
+IF_IT_FAILS: List[List[Dict]] = [
+    [_any("if"), _any("this", "it", "ketamine", "that", "nothing"), ANY, _any("not", "never"), _opt("work", "help", "either")],
+    [_any("if"), _any("this", "it", "ketamine"), _any("fail", "fails")],
+    [_any("last"), _any("try", "chance", "resort", "shot", "attempt")],
+]
+THEN_THE_END: List[List[Dict]] = [
+    [_any("i", "i've"), ANY, _any("a"), _any("plan")],
+    [_any("be", "i'm"), _any("done")],
+    [_any("check", "checking"), _any("out")],
+    [_any("give", "giving"), _any("up"), _opt("for", "on")],
+    [_any("that"), _any("be", "is"), _any("it")],
+]
+
+# Figurative uses of "kill" that bag-of-words models read as a crisis: things that "kill me",
+# killing weeds or time, a boss who will "kill me". A partner or parent is left out on
+# purpose: "my husband will kill me" can be a real threat.
+FIGURATIVE: List[List[Dict]] = [
+    [_any("needle", "needles", "price", "prices", "wait", "waiting", "traffic", "heat", "commute",
+          "suspense", "job", "work", "bill", "bills", "cost", "costs", "feet", "back", "shoes"),
+     _opt("be", "is", "are", "really", "just"), _any("kill", "killing"), _any("me")],
+    [_any("kill", "killing"), _opt("the", "some", "off", "all"),
+     _any("weed", "weeds", "ant", "ants", "bug", "bugs", "time", "germ", "germs", "mold", "pest",
+          "pests", "bacteria", "process", "app", "mosquito", "mosquitoes", "fly", "flies")],
+    [_any("boss", "coach", "teacher", "manager", "professor", "trainer"), ANY, ANY, ANY,
+     _any("kill"), _any("me")],
+]
 
 # Descriptive words that a visitor may negate ("i'm not suicidal, just curious").
 NEGATABLE = {"suicide_term", "self_harm", "want_to_die"}
@@ -398,6 +448,9 @@ class SafetyMatcher:
         for name, patterns in EMERGENCY_PATTERNS.items():
             self._matcher.add(f"{MEDICAL_EMERGENCY}:{name}", patterns)
         self._matcher.add("idiom", IDIOMS)
+        self._matcher.add("if_it_fails", IF_IT_FAILS)
+        self._matcher.add("then_the_end", THEN_THE_END)
+        self._matcher.add("figurative", FIGURATIVE)
         for name, patterns in ADVICE_PATTERNS.items():
             self._matcher.add(f"{PERSONAL_MEDICAL_ADVICE}:{name}", patterns)
         self._strings = vocab.strings
@@ -407,7 +460,8 @@ class SafetyMatcher:
 
     def analyse(self, doc: Doc) -> Tuple[Optional[Detection], bool]:
         """The most urgent detection (crisis, emergency, personal advice) or None, and whether
-        the message only speaks of a crisis in the negative ("i'm not suicidal, just curious")."""
+        the message has a benign reading of crisis words: only negated ("i'm not suicidal,
+        just curious") or figurative ("needles kill me")."""
         for token in doc:
             token._.set(NORM, normalise(token))
         matches = self._matcher(doc)
@@ -419,9 +473,12 @@ class SafetyMatcher:
         }
         found: List[Detection] = []
         negated_crisis = False
+        labels = {self._strings[match_id] for match_id, _, _ in matches}
+        if {"if_it_fails", "then_the_end"} <= labels:
+            found.append(Detection(CRISIS, "plan_if_treatment_fails", doc.text))
         for match_id, start, end in matches:
             label = self._strings[match_id]
-            if label == "idiom" or idiom_tokens.intersection(range(start, end)):
+            if label in ("idiom", "if_it_fails", "then_the_end", "figurative") or idiom_tokens.intersection(range(start, end)):
                 continue
             kind, name = label.split(":")
             if name in NEGATABLE and self._negated(doc, start):
@@ -442,7 +499,7 @@ class SafetyMatcher:
             for detection in found:
                 if detection.kind == kind:
                     return detection, False
-        return None, negated_crisis
+        return None, negated_crisis or "figurative" in labels
 
     @staticmethod
     def _is_own_care(doc: Doc, name: str, start: int) -> bool:

@@ -124,6 +124,9 @@ def test_dangerous_readings_are_emergencies(matcher, nlp, text):
     "i'm breastfeeding, is the nasal spray ok",
     "i have bipolar 2, will it make me manic",
     "i was diagnosed with epilepsy as a kid, can i get ketamine",
+    "i'm nursing my baby, is that a problem",
+    "can i take my blood pressure pills on infusion day",
+    "can i have a beer after my session",
 ])
 def test_questions_about_own_care_are_personal_medical_advice(matcher, nlp, text):
     assert kind(matcher, nlp, text) == PERSONAL_MEDICAL_ADVICE
@@ -134,9 +137,41 @@ def test_questions_about_own_care_are_personal_medical_advice(matcher, nlp, text
     "how is ketamine different from ssris",
     "is ketamine used for bipolar depression",
     "what is the usual dose compared with anesthesia",
+    "will a nurse be with me during the infusion",
 ])
 def test_general_questions_are_not_personal_medical_advice(matcher, nlp, text):
     assert kind(matcher, nlp, text) is None
+
+
+@pytest.mark.parametrize("text", [
+    "if this doesn't work either i have a plan",
+    "ketamine is my last try, if it fails i'm done",
+    "i keep standing near the train tracks at night",
+    "i wrote letters to my kids just in case",
+    "i feel dead inside",
+])
+def test_warning_signs_are_detected(matcher, nlp, text):
+    assert kind(matcher, nlp, text) == CRISIS
+
+
+@pytest.mark.parametrize("text", [
+    "if it doesn't work, what's the plan b",
+    "what's the treatment plan if ketamine doesn't help",
+])
+def test_treatment_plans_are_not_warning_signs(matcher, nlp, text):
+    assert kind(matcher, nlp, text) is None
+
+
+@pytest.mark.parametrize("text, benign", [
+    ("needles kill me, does the iv hurt", True),
+    ("my boss is going to kill me if i'm late", True),
+    ("how do i kill weeds", True),
+    ("my husband will kill me if i leave", False),
+])
+def test_figurative_kill_has_a_benign_reading_except_from_a_partner(matcher, nlp, text, benign):
+    detection, benign_reading = matcher.analyse(nlp(text))
+    assert detection is None
+    assert benign_reading is benign
 
 
 def test_crisis_outranks_emergency(matcher, nlp):
@@ -185,7 +220,7 @@ def test_component_overrules_a_crisis_reading_of_a_negated_message(nlp):
     message = message_for(nlp, "i'm not suicidal, just curious how long a session takes", CRISIS, 0.9, ranking)
     SafetyNet().process([message])
     assert message.get("intent") == {"name": "faq", "confidence": 0.6}
-    assert message.get("safety_net")["reason"] == "negated"
+    assert message.get("safety_net")["reason"] == "benign_reading"
 
 
 def test_component_asks_to_rephrase_when_the_next_reading_is_weak(nlp):
