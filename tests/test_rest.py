@@ -21,7 +21,7 @@ QUESTIONS = {
     "how_it_works": "how does ketamine work on the brain to help depression",
     "conditions_treated": "what conditions can ketamine therapy treat",
     "how_it_is_given": "what are the different ways ketamine can be given",
-    "infusion_session": "what is an infusion appointment like from start to finish",
+    "infusion_session": "what happens during an infusion session",
     "treatment_course": "how many infusions are in a normal first round of treatment",
     "how_fast_it_works": "how quickly does ketamine start working",
     "how_long_it_lasts": "how long do the effects last after a full series",
