@@ -61,7 +61,7 @@ run: install $(MODEL)
 	$(PY) scripts/run_all.py
 
 # --- tests ------------------------------------------------------------------
-test: install $(MODEL) test-data test-unit test-stories test-nlu test-safety
+test: install $(MODEL) lint test-data test-unit test-stories test-nlu test-safety
 	@echo "All test stages passed."
 
 test-data: install

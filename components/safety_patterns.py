@@ -28,7 +28,7 @@ MISSPELLINGS: Dict[str, str] = {
     "kil": "kill", "kll": "kill", "kilk": "kill", "klil": "kill", "kms": "kms",
     "myslf": "myself", "mysef": "myself", "mself": "myself", "meself": "myself",
     "myselfe": "myself", "miself": "myself", "muself": "myself",
-    "sucide": "suicide", "suiside": "suicide", "suicde": "suicide", "sucide": "suicide",
+    "sucide": "suicide", "suiside": "suicide", "suicde": "suicide",
     "suicid": "suicide", "suacide": "suicide", "siucide": "suicide", "sewerslide": "suicide",
     "sucidal": "suicidal", "suicidle": "suicidal", "suicidel": "suicidal", "suisidal": "suicidal",
     "sucidial": "suicidal", "suicdal": "suicidal", "suicidial": "suicidal", "suacidal": "suicidal",
@@ -421,7 +421,7 @@ FIGURATIVE: List[List[Dict]] = [
 NEGATABLE = {"suicide_term", "self_harm", "want_to_die"}
 CLAUSE_END = {"and", "but", "so", "tonight", "today", "now", "soon", "already", "then", "lol",
               "honestly", "if", "because", "before", "when", "tbh", "forever", "off", "permanently",
-              "so", "badly", "really", "anymore", "again"}
+              "badly", "really", "anymore", "again"}
 PILLS = {"pill", "pills", "med", "meds", "medication", "bottle", "tablet", "tablets"}
 # Idioms that contain a pattern but mean something else.
 IDIOMS: List[List[Dict]] = [

@@ -92,7 +92,7 @@ def main() -> int:
     results: Dict[str, Dict[str, float]] = {}
     sweeps = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for port, (name, config) in zip((5305, 5405), CONFIGS.items()):
+        for port, (name, config) in zip((5305, 5405), CONFIGS.items(), strict=True):
             print(f"Training {name} ({config.relative_to(PROJECT_ROOT)}) ...", flush=True)
             train_s = train(config, Path(tmp), name)
             model = Path(tmp) / f"{name}.tar.gz"
