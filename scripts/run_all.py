@@ -16,7 +16,8 @@ def main() -> int:
         rasa_port=rasa_port,
         action_port=int(os.environ.get("ACTION_PORT", "5055")),
     ))
-    # Ctrl-C reaches the whole process group; turn it into an orderly stop.
+    # Ctrl-C (even where a parent shell set it to be ignored) and SIGTERM stop every service.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         services.start()
