@@ -16,6 +16,12 @@ PIP_VERSION := 24.0
 -include .env
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
+# Reproducible training: with fixed seeds, deterministic single-threaded TensorFlow ops give
+# the same model on every run (checked: two runs from scratch, identical predictions).
+export TF_DETERMINISTIC_OPS := 1
+export TF_INTER_OP_PARALLELISM_THREADS := 1
+export TF_INTRA_OP_PARALLELISM_THREADS := 1
+export PYTHONHASHSEED := 0
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export ACTION_ENDPOINT_URL ?= http://localhost:5055/webhook
 export TRACKER_DB ?= var/tracker.db
