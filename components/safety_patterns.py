@@ -178,6 +178,7 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
          _opt("near", "at", "on", "over", "by"), _opt("the", "a"), _opt("train", "railroad", "subway"),
          _any("track", "tracks", "railway", "ledge", "edge", "bridge", "rooftop", "cliff", "overpass")],
         [_any("note", "notes", "letter", "letters"), ANY, ANY, ANY, ANY, _any("in"), _any("case")],
+        [_any("not"), _any("need"), ANY, _any("where"), _any("i"), _any("be", "am"), _any("go", "going")],
         [_any("feel", "felt", "be"), _opt("so", "just", "already", "completely"), _any("dead"), _any("inside")],
         [_any(*WANT), ANY, ANY, _any("end"), _any("it", "thing", "everything")],
         [_any("take"), _any("all"), _any(*POSSESSIVE, "the", "these", "those"), _opt("sleeping"), _any("pill", "pills", "tablet", "med", "meds")],

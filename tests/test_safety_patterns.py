@@ -148,6 +148,7 @@ def test_general_questions_are_not_personal_medical_advice(matcher, nlp, text):
     "ketamine is my last try, if it fails i'm done",
     "i keep standing near the train tracks at night",
     "i wrote letters to my kids just in case",
+    "gave away my books, won't need them where i'm going",
     "i feel dead inside",
 ])
 def test_warning_signs_are_detected(matcher, nlp, text):
