@@ -7,6 +7,7 @@ ours to stock, and a sweep of the FallbackClassifier threshold over the held-out
 """
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
@@ -37,7 +38,7 @@ def train(config: Path, out_dir: Path, name: str) -> float:
          "--fixed-model-name", name],
         cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL,
         # No cache, so each config pays its full training cost.
-        env={**__import__("os").environ, "RASA_MAX_CACHE_SIZE": "0"},
+        env={**os.environ, "RASA_MAX_CACHE_SIZE": "0"},
     )
     return time.perf_counter() - start
 
