@@ -1,0 +1,97 @@
+"""Staff notifications: what a new handoff's email and webhook message say, and sending them.
+
+The action server renders them into the outbox with the handoff (actions/handoff.py);
+the sender (staff/sender.py) delivers them. Wording lives in actions/templates/.
+"""
+import json
+import smtplib
+import ssl
+import urllib.request
+from email.message import EmailMessage
+from pathlib import Path
+from string import Template
+from typing import Dict, List
+
+from actions.settings import Settings
+from actions.storage import HandoffRequest, Notification
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+NOT_GIVEN = "(not given)"
+TIMEOUT_SECONDS = 15
+
+
+def _fields(handoff_id: int, request: HandoffRequest, settings: Settings, bullet: str) -> Dict[str, str]:
+    messages = [f"{bullet} {message}" for message in request.visitor_messages] or [f"{bullet} {NOT_GIVEN}"]
+    return {
+        "full_name": request.full_name,
+        "phone": request.phone or NOT_GIVEN,
+        "email": request.email or NOT_GIVEN,
+        "preferred_time": request.preferred_time,
+        "reason": request.reason or NOT_GIVEN,
+        "visitor_messages": "\n".join(messages),
+        "inbox_link": f"{settings.staff_inbox_url}/handoffs/{handoff_id}",
+    }
+
+
+def subject_for(request: HandoffRequest) -> str:
+    return f"New booking request: {request.full_name}"
+
+
+def render_notifications(handoff_id: int, request: HandoffRequest, settings: Settings) -> List[Notification]:
+    """One notification per channel that is switched on; none when neither is."""
+    notifications = []
+    if settings.email_enabled:
+        body = Template((TEMPLATES / "staff_email.txt").read_text()).substitute(
+            _fields(handoff_id, request, settings, "-"))
+        notifications.append(Notification("email", subject_for(request), body))
+    if settings.staff_webhook_url:
+        # Slack's mrkdwn treats <, > and & as markup: escape what the visitor typed.
+        fields = {key: value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                  for key, value in _fields(handoff_id, request, settings, "•").items()}
+        fields["inbox_link"] = f"{settings.staff_inbox_url}/handoffs/{handoff_id}"
+        body = Template((TEMPLATES / "staff_webhook.txt").read_text()).substitute(fields)
+        notifications.append(Notification("webhook", subject_for(request), body))
+    return notifications
+
+
+class NotConfigured(RuntimeError):
+    pass
+
+
+def send_email(settings: Settings, subject: str, body: str) -> None:
+    if not settings.email_enabled:
+        raise NotConfigured("STAFF_EMAIL and SMTP_HOST are not both set")
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = settings.staff_email
+    message["Subject"] = subject
+    message.set_content(body)
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT_SECONDS) as smtp:
+        if settings.smtp_starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        # Plain SMTP to a local relay when no credentials are set.
+        if settings.smtp_user and settings.smtp_password:
+            smtp.login(settings.smtp_user, settings.smtp_password)
+        smtp.send_message(message)
+
+
+def send_webhook(settings: Settings, body: str) -> None:
+    """A Slack incoming-webhook message (Mattermost and others accept the same JSON)."""
+    if not settings.staff_webhook_url:
+        raise NotConfigured("STAFF_WEBHOOK_URL is not set")
+    request = urllib.request.Request(
+        settings.staff_webhook_url, data=json.dumps({"text": body}).encode("utf-8"),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+        if not 200 <= response.status < 300:
+            raise RuntimeError(f"webhook answered HTTP {response.status}")
+
+
+def deliver(settings: Settings, channel: str, subject: str, body: str) -> None:
+    if channel == "email":
+        send_email(settings, subject, body)
+    elif channel == "webhook":
+        send_webhook(settings, body)
+    else:
+        raise ValueError(f"unknown notification channel {channel!r}")

@@ -1,0 +1,1 @@
+"""Staff-side processes: the notification sender, the staff inbox web page and its CLI."""

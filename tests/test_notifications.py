@@ -1,0 +1,147 @@
+"""Staff notifications through the outbox, against a real SMTP server and a real HTTP receiver."""
+from datetime import timedelta
+
+import pytest
+
+from actions.notifications import render_notifications
+from actions.settings import load_settings
+from actions.storage import HandoffRequest, HandoffStore, utcnow
+from staff.sender import retry_delay, run_once
+from tests.local_servers import SmtpServer, WebhookReceiver, free_port
+
+REQUEST = HandoffRequest(
+    full_name="Dana <b>Whitaker</b>", phone="+15035550147", email="dana@example.com",
+    preferred_time="weekday afternoons", reason="wants to know about side effects", consent=True,
+    conversation_id="visitor-7", visitor_messages=["does it make you dizzy?", "Dana <b>Whitaker</b>"],
+)
+
+
+@pytest.fixture
+def smtp():
+    server = SmtpServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.stop()
+
+
+def settings_for(tmp_path, smtp_port=None, webhook_url=None, **extra):
+    environ = {"DATABASE_URL": f"sqlite:///{tmp_path / 'handoffs.db'}",
+               "STAFF_INBOX_URL": "http://inbox.test:8000", "OUTBOX_RETRY_BASE_SECONDS": "5", **extra}
+    if smtp_port:
+        environ.update(STAFF_EMAIL="team@clinic.test", SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp_port))
+    if webhook_url:
+        environ["STAFF_WEBHOOK_URL"] = webhook_url
+    return load_settings(environ)
+
+
+def new_handoff(settings):
+    store = HandoffStore(settings.database_url)
+    handoff_id = store.create_handoff(REQUEST, lambda id_, request: render_notifications(id_, request, settings))
+    return store, handoff_id
+
+
+def test_the_email_reaches_the_smtp_server_with_everything_staff_need(tmp_path, smtp):
+    settings = settings_for(tmp_path, smtp_port=smtp.port)
+    store, handoff_id = new_handoff(settings)
+    assert run_once(store, settings) == 1
+    [(recipients, message)] = smtp.mailbox.messages
+    assert recipients == ["team@clinic.test"]
+    assert message["Subject"] == "New booking request: Dana <b>Whitaker</b>"
+    body = message.get_payload()
+    for expected in ("+15035550147", "dana@example.com", "weekday afternoons", "wants to know about side effects",
+                     "does it make you dizzy?", f"http://inbox.test:8000/handoffs/{handoff_id}"):
+        assert expected in body
+    assert store.notifications()[0]["status"] == "sent"
+
+
+def test_the_webhook_gets_slack_format_json(tmp_path, webhook):
+    settings = settings_for(tmp_path, webhook_url=webhook.url)
+    store, handoff_id = new_handoff(settings)
+    assert run_once(store, settings) == 1
+    [(content_type, payload)] = webhook.received
+    assert content_type == "application/json"
+    assert set(payload) == {"text"}
+    assert "*New booking request:*" in payload["text"]
+    # What the visitor typed cannot inject Slack markup or links.
+    assert "Dana &lt;b&gt;Whitaker&lt;/b&gt;" in payload["text"]
+    assert f"<http://inbox.test:8000/handoffs/{handoff_id}|Open in the staff inbox>" in payload["text"]
+
+
+def test_both_channels_are_sent_once_each(tmp_path, smtp, webhook):
+    settings = settings_for(tmp_path, smtp_port=smtp.port, webhook_url=webhook.url)
+    store, _ = new_handoff(settings)
+    assert run_once(store, settings) == 2
+    assert run_once(store, settings) == 0
+    assert len(smtp.mailbox.messages) == 1 and len(webhook.received) == 1
+
+
+def test_an_smtp_outage_loses_nothing_and_delivers_exactly_once(tmp_path):
+    smtp = SmtpServer(free_port())  # not started: the server is down
+    settings = settings_for(tmp_path, smtp_port=smtp.port)
+    store, handoff_id = new_handoff(settings)
+    start = utcnow()
+
+    assert run_once(store, settings, now=start) == 0
+    [pending] = store.notifications()
+    assert store.get_handoff(handoff_id) is not None  # the handoff itself is stored
+    assert (pending["status"], pending["attempts"]) == ("pending", 1)
+    assert "ConnectionRefusedError" in pending["last_error"]
+    assert pending["next_attempt_at"] == start + timedelta(seconds=5)
+
+    # Still down at the next try: the wait doubles.
+    assert run_once(store, settings, now=start + timedelta(seconds=5)) == 0
+    assert store.notifications()[0]["next_attempt_at"] == start + timedelta(seconds=15)
+
+    smtp.start()
+    try:
+        assert run_once(store, settings, now=start + timedelta(seconds=10)) == 0  # not due yet
+        assert run_once(store, settings, now=start + timedelta(seconds=15)) == 1
+        assert run_once(store, settings, now=start + timedelta(hours=1)) == 0
+        assert len(smtp.mailbox.messages) == 1
+        [sent] = store.notifications()
+        assert (sent["status"], sent["attempts"], sent["last_error"]) == ("sent", 3, None)
+    finally:
+        smtp.stop()
+
+
+def test_a_webhook_error_status_is_retried(tmp_path):
+    receiver = WebhookReceiver(status=503)
+    try:
+        settings = settings_for(tmp_path, webhook_url=receiver.url)
+        store, _ = new_handoff(settings)
+        assert run_once(store, settings) == 0
+        assert store.notifications()[0]["status"] == "pending"
+        receiver.status = 200
+        assert run_once(store, settings, now=utcnow() + timedelta(minutes=1)) == 1
+        assert len(receiver.received) == 2  # the failed attempt and the delivered one
+        assert store.notifications()[0]["status"] == "sent"
+    finally:
+        receiver.stop()
+
+
+def test_a_claimed_notification_is_not_sent_by_a_second_sender(tmp_path, smtp):
+    settings = settings_for(tmp_path, smtp_port=smtp.port)
+    store, _ = new_handoff(settings)
+    now = utcnow()
+    assert len(store.claim_due_notifications(now, timedelta(minutes=2))) == 1
+    assert store.claim_due_notifications(now, timedelta(minutes=2)) == []
+    # A sender that died holding the claim: after the lease the row is due again.
+    assert len(store.claim_due_notifications(now + timedelta(minutes=3), timedelta(minutes=2))) == 1
+
+
+def test_with_no_channel_on_nothing_is_queued(tmp_path):
+    settings = settings_for(tmp_path)
+    store, _ = new_handoff(settings)
+    assert store.notifications() == []
+
+
+def test_retry_delay_doubles_up_to_the_cap(tmp_path):
+    settings = settings_for(tmp_path, OUTBOX_RETRY_MAX_SECONDS="60")
+    assert [retry_delay(n, settings).total_seconds() for n in range(6)] == [5, 10, 20, 40, 60, 60]
