@@ -52,14 +52,14 @@ class Clinic:
         }
 
 
-def _format_time(value: time) -> str:
+def format_time(value: time) -> str:
     return value.strftime("%I:%M %p").lstrip("0")
 
 
 def _format_opening(opening: OpeningHours) -> str:
     if opening is None:
         return "closed"
-    return f"{_format_time(opening[0])}-{_format_time(opening[1])}"
+    return f"{format_time(opening[0])}-{format_time(opening[1])}"
 
 
 def _parse_opening(day: str, value: str) -> OpeningHours:

@@ -1,0 +1,113 @@
+"""Ends the booking form: stores the handoff with its staff notifications, or lets it go."""
+import logging
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional, Text, Tuple
+from zoneinfo import ZoneInfo
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.booking_form import BOOKING_SLOTS
+from actions.clinic import WEEKDAYS, Clinic, format_time, load_clinic
+from actions.notifications import render_notifications
+from actions.settings import CLINIC_FILE, load_settings
+from actions.storage import HandoffRequest, HandoffStore
+
+logger = logging.getLogger(__name__)
+
+MAX_VISITOR_MESSAGES, MAX_MESSAGE_LENGTH = 50, 2000
+_stores: Dict[str, HandoffStore] = {}
+
+
+def store_for(url: str) -> HandoffStore:
+    if url not in _stores:
+        _stores[url] = HandoffStore(url)
+    return _stores[url]
+
+
+def reset_booking() -> List[EventType]:
+    return [SlotSet(slot, None) for slot in BOOKING_SLOTS]
+
+
+def contact_window(clinic: Clinic, now: datetime) -> Tuple[Text, Dict[Text, Text]]:
+    """The confirmation to send, by the clinic's hours in its own time zone, and its values."""
+    local = now.astimezone(ZoneInfo(clinic.timezone))
+    today = local.weekday()
+    hours = clinic.hours[WEEKDAYS[today]]
+    if hours and hours[0] <= local.time() < hours[1]:
+        return "utter_booking_saved_open", {}
+    if hours and local.time() < hours[0]:
+        return "utter_booking_saved_later_today", {"opening_time": format_time(hours[0])}
+    for days_ahead in range(1, 8):
+        day = WEEKDAYS[(today + days_ahead) % 7]
+        if clinic.hours[day]:
+            opening_time = format_time(clinic.hours[day][0])
+            if days_ahead == 1:
+                return "utter_booking_saved_tomorrow", {"opening_time": opening_time}
+            return "utter_booking_saved_later", {"opening_day": day.title(), "opening_time": opening_time}
+    return "utter_booking_saved_no_hours", {}
+
+
+def visitor_messages(tracker: Tracker) -> List[Text]:
+    """What the visitor typed since this conversation started (button clicks left out)."""
+    messages: List[Text] = []
+    for event in tracker.events:
+        if event.get("event") == "session_started":
+            messages = []
+        elif event.get("event") == "user":
+            text = (event.get("text") or "").strip()
+            if text and not text.startswith("/"):
+                messages.append(text[:MAX_MESSAGE_LENGTH])
+    return messages[-MAX_VISITOR_MESSAGES:]
+
+
+def _optional(value: Optional[Text]) -> Optional[Text]:
+    return value or None
+
+
+class ActionSubmitBooking(Action):
+    def name(self) -> Text:
+        return "action_submit_booking"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: Dict[Text, Any]) -> List[EventType]:
+        if tracker.get_slot("consent") is not True:
+            dispatcher.utter_message(response="utter_consent_declined")
+            return reset_booking()
+        if tracker.get_slot("booking_confirmed") is not True:
+            return []
+        request = HandoffRequest(
+            full_name=tracker.get_slot("full_name"),
+            phone=_optional(tracker.get_slot("phone")),
+            email=_optional(tracker.get_slot("email")),
+            preferred_time=tracker.get_slot("preferred_time"),
+            reason=_optional(tracker.get_slot("reason")),
+            consent=True,
+            conversation_id=tracker.sender_id,
+            visitor_messages=visitor_messages(tracker),
+        )
+        settings = load_settings()
+        try:
+            store_for(settings.database_url).create_handoff(
+                request, lambda handoff_id, saved: render_notifications(handoff_id, saved, settings))
+        except Exception:  # any storage failure: never tell the visitor it worked
+            logger.exception("Could not store the handoff for conversation %s", tracker.sender_id)
+            dispatcher.utter_message(response="utter_booking_failed")
+            # The details stay: asking to book again shows the summary for another try.
+            return [SlotSet("booking_confirmed", None)]
+        response, values = contact_window(load_clinic(CLINIC_FILE), datetime.now(timezone.utc))
+        dispatcher.utter_message(response=response, full_name=request.full_name, **values)
+        return reset_booking()
+
+
+class ActionCancelBooking(Action):
+    """The visitor left the form: what they gave is forgotten."""
+
+    def name(self) -> Text:
+        return "action_cancel_booking"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: Dict[Text, Any]) -> List[EventType]:
+        dispatcher.utter_message(response="utter_booking_cancelled")
+        return reset_booking()
