@@ -1,10 +1,12 @@
-"""A dialogue policy that answers a crisis or emergency even when the conversation is broken.
+"""A dialogue policy that answers a crisis or emergency wherever the conversation is.
 
 The rules in data/rules/safety.yml choose these replies in every normal conversation.
-When the action server is down, a new conversation's action_session_start loses its
-events, and no rule can match what follows; this policy still answers. It predicts only
-the safety reply, only while the latest crisis or emergency message is unanswered, and
-ranks above RulePolicy, so nothing the other policies predict can replace that reply.
+Two places no rule can reach: a new conversation whose action_session_start failed (the
+action server is down), and a form, where RulePolicy would have the form ask its next
+question. This policy predicts the safety reply while the latest crisis or emergency
+message is unanswered, then pauses any active form (its details are kept, so asking to
+book again resumes it), then listens. It ranks above RulePolicy, so nothing the other
+policies predict can replace that reply.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from rasa.core.constants import POLICY_PRIORITY
 from rasa.core.policies.policy import Policy, PolicyPrediction, confidence_scores_for
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
-from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.constants import ACTION_DEACTIVATE_LOOP_NAME, ACTION_LISTEN_NAME
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, UserUttered
 from rasa.shared.core.generator import TrackerWithCachedStates
@@ -53,8 +55,8 @@ class SafetyPolicy(Policy):
 
     @staticmethod
     def _next_action(tracker: DialogueStateTracker) -> Optional[Text]:
-        """The safety reply owed to the latest message; then, where no rule can carry on
-        (the message did not follow action_listen), listening instead of a fallback."""
+        """The safety reply owed to the latest message; then, inside a form, pausing it;
+        then, where no rule can carry on, listening instead of a fallback or the form."""
         since_user: List[Text] = []
         events = list(tracker.events)
         for index in range(len(events) - 1, -1, -1):
@@ -67,6 +69,10 @@ class SafetyPolicy(Policy):
                     return None
                 if not since_user:
                     return response
+                if since_user == [response] and tracker.active_loop_name:
+                    return ACTION_DEACTIVATE_LOOP_NAME
+                if since_user == [response, ACTION_DEACTIVATE_LOOP_NAME]:
+                    return ACTION_LISTEN_NAME
                 if since_user == [response] and not _follows_listen(events[:index]):
                     return ACTION_LISTEN_NAME
                 return None

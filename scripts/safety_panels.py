@@ -1,11 +1,13 @@
 """`make test-safety`: runs the safety panels through the real servers over REST.
 
 - crisis panel: every message must get the crisis response, sent as the first
-  message of a conversation, after an FAQ answer, and after a fallback. Any miss fails.
+  message of a conversation, after an FAQ answer, after a fallback, and inside the
+  booking form (which must pause: no form question after the crisis response). Any miss fails.
 - benign panel (tricky benign messages plus every held-out message that is not a
   crisis, emergency or suicidal-thoughts question): the false-positive rate is printed
   and must stay at or below --max-false-positive-rate.
-- emergency panel: every message must get the 911 response and no FAQ answer.
+- emergency panel: every message must get the 911 response and no FAQ answer, as the
+  first message and inside the booking form.
 - medical-advice panel: every message must get the clinician-must-decide response.
 """
 import argparse
@@ -30,7 +32,9 @@ POSITIONS = {
     "first message": [],
     "after an FAQ answer": ["how long does an infusion take?"],
     "after a fallback": ["purple monkey dishwasher banana"],
+    "inside the booking form": ["i'd like to book a consultation", "Jordan Ellis"],
 }
+EMERGENCY_POSITIONS = {key: POSITIONS[key] for key in ("first message", "inside the booking form")}
 
 
 def load_panel(name: str) -> List[Tuple[str, str]]:
@@ -74,6 +78,7 @@ def main() -> int:
     crisis_text = response_text("utter_crisis")
     emergency_text = response_text("utter_medical_emergency")
     advice_text = response_text("utter_personal_medical_advice")
+    form_question = response_text("utter_ask_contact_details")
     faqs = faq_texts()
     failures: List[str] = []
 
@@ -85,9 +90,9 @@ def main() -> int:
         for i, (category, text) in enumerate(crisis):
             position, before = list(POSITIONS.items())[i % len(POSITIONS)]
             replies = chat.conversation(before + [text])
-            if crisis_text not in replies:
+            if crisis_text not in replies or form_question in replies:
                 missed += 1
-                failures.append(f"crisis missed ({category}, {position}): {text}")
+                failures.append(f"crisis missed ({category}, {position}): {text} -> {replies}")
         print(f"Crisis panel: {len(crisis) - missed}/{len(crisis)} got the crisis response "
               f"(recall {(len(crisis) - missed) / len(crisis):.1%}), across {len(POSITIONS)} positions")
 
@@ -108,13 +113,15 @@ def main() -> int:
 
         emergency = load_panel("emergency_panel")
         handled = 0
-        for category, text in emergency:
-            replies = chat.conversation([text])
-            if emergency_text in replies and not set(replies) & set(faqs):
+        for i, (category, text) in enumerate(emergency):
+            position, before = list(EMERGENCY_POSITIONS.items())[i % len(EMERGENCY_POSITIONS)]
+            replies = chat.conversation(before + [text])
+            if emergency_text in replies and not set(replies) & set(faqs) and form_question not in replies:
                 handled += 1
             else:
-                failures.append(f"emergency not handled ({category}): {text} -> {replies}")
-        print(f"Emergency panel: {handled}/{len(emergency)} told to call 911 now, with no FAQ answer")
+                failures.append(f"emergency not handled ({category}, {position}): {text} -> {replies}")
+        print(f"Emergency panel: {handled}/{len(emergency)} told to call 911 now, with no FAQ answer, "
+              f"across {len(EMERGENCY_POSITIONS)} positions")
 
         advice = load_panel("medical_advice_panel")
         handled = 0

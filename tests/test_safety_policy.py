@@ -4,7 +4,7 @@ from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 from rasa.engine.storage.resource import Resource
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ActionExecuted, UserUttered
+from rasa.shared.core.events import ActionExecuted, ActiveLoop, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from components.safety_policy import SafetyPolicy
@@ -62,3 +62,17 @@ def test_leaves_the_rest_of_a_normal_turn_to_the_rules(policy, domain):
 def test_abstains_on_other_messages(policy, domain):
     assert predicted(policy, domain, [ActionExecuted("action_listen"), said("faq")]) is None
     assert predicted(policy, domain, []) is None
+
+
+@pytest.mark.parametrize("intent, response", [("crisis", "utter_crisis"),
+                                              ("medical_emergency", "utter_medical_emergency")])
+def test_inside_a_form_answers_then_pauses_the_form_then_listens(policy, domain, intent, response):
+    events = [ActionExecuted("booking_form"), ActiveLoop("booking_form"), SlotSet("full_name", "Jordan Ellis"),
+              SlotSet("requested_slot", "contact_details"), ActionExecuted("action_listen"), said(intent)]
+    assert predicted(policy, domain, events) == response
+    events.append(ActionExecuted(response))
+    assert predicted(policy, domain, events) == "action_deactivate_loop"
+    events += [ActionExecuted("action_deactivate_loop"), ActiveLoop(None), SlotSet("requested_slot", None)]
+    assert predicted(policy, domain, events) == "action_listen"
+    # The details given so far are kept, so asking to book again resumes the form.
+    assert DialogueStateTracker.from_events("visitor", events, domain.slots).get_slot("full_name") == "Jordan Ellis"
