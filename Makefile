@@ -14,6 +14,11 @@ PIP_VERSION := 24.0
 
 # Embedded defaults: no servers to install. Override any of them in the environment or .env.
 -include .env
+# Everything set in .env reaches the processes `make run` starts.
+ENV_FILE_VARS := $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' .env 2>/dev/null)
+ifneq ($(ENV_FILE_VARS),)
+export $(ENV_FILE_VARS)
+endif
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 # Reproducible training: with fixed seeds, deterministic single-threaded TensorFlow ops give
@@ -30,11 +35,12 @@ export ACTION_PORT ?= 5055
 
 TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.yml' -o -name '*.py' 2>/dev/null)
 
-.PHONY: help install train run test test-unit test-data test-stories test-nlu test-safety eval lint lock clean
+.PHONY: help install train run handoffs test test-unit test-data test-stories test-nlu test-safety eval lint lock clean
 
 help:
 	@echo "make run    set up, train if needed, start the assistant (REST on :$(RASA_PORT))"
 	@echo "make test   set up, train if needed, run the whole test suite"
+	@echo "make handoffs  list booking requests in the terminal (staff inbox: http://localhost:8000/)"
 	@echo "make eval   held-out figures for this config and for stock Rasa, timings"
 	@echo "make lint   ruff"
 	@echo "make lock   re-resolve requirements.in into requirements.lock"
@@ -66,6 +72,10 @@ run: install $(MODEL)
 	@mkdir -p var
 	$(PY) scripts/run_all.py
 
+# The staff inbox in the terminal. More: .venv/bin/python -m staff.cli --help
+handoffs: install
+	$(PY) -m staff.cli list
+
 # --- tests ------------------------------------------------------------------
 test: install $(MODEL) lint test-data test-unit test-stories test-nlu test-safety
 	@echo "All test stages passed."
@@ -89,7 +99,7 @@ eval: install $(MODEL)
 	$(PY) scripts/evaluate.py
 
 lint: install
-	$(VENV)/bin/ruff check actions components scripts tests
+	$(VENV)/bin/ruff check actions components scripts staff tests
 
 # Re-resolves the direct dependencies in a throwaway venv and pins the whole tree.
 lock:

@@ -22,13 +22,15 @@ VENV_BIN = Path(sys.executable).parent
 class Service:
     name: str
     command: Sequence[str]
-    health_url: str
+    health_url: Optional[str]  # None: up once it has run a moment without exiting
     env: Dict[str, str] = field(default_factory=dict)
     process: Optional[subprocess.Popen] = None
 
 
-def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: Optional[str] = None) -> List[Service]:
+def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: Optional[str] = None,
+                  env: Optional[Dict[str, str]] = None) -> List[Service]:
     """The action server and the Rasa server (REST and socket.io channels)."""
+    env = env or {}
     rasa = str(VENV_BIN / "rasa")
     action_url = f"http://localhost:{action_port}/webhook"
     tracker_db = tracker_db or os.environ.get("TRACKER_DB", "var/tracker.db")
@@ -38,14 +40,24 @@ def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: Opti
             "actions",
             [rasa, "run", "actions", "--actions", "actions", "--port", str(action_port)],
             f"http://localhost:{action_port}/health",
+            env=env,
         ),
         Service(
             "rasa",
             [rasa, "run", "--model", model, "--port", str(rasa_port), "--cors", "*",
              "--credentials", "credentials.yml", "--endpoints", "endpoints.yml"],
             f"http://localhost:{rasa_port}/",
-            env={"ACTION_ENDPOINT_URL": action_url, "TRACKER_DB": tracker_db},
+            env={**env, "ACTION_ENDPOINT_URL": action_url, "TRACKER_DB": tracker_db},
         ),
+    ]
+
+
+def staff_services(inbox_port: int, env: Optional[Dict[str, str]] = None) -> List[Service]:
+    """The outbox sender and the staff inbox web page."""
+    env = {**(env or {}), "STAFF_INBOX_PORT": str(inbox_port)}
+    return [
+        Service("sender", [sys.executable, "-m", "staff.sender"], None, env=env),
+        Service("inbox", [sys.executable, "-m", "staff.inbox"], f"http://localhost:{inbox_port}/health", env=env),
     ]
 
 
@@ -84,7 +96,9 @@ class Services:
         )
         threading.Thread(target=_stream, args=(service, self.log), daemon=True).start()
         deadline = time.monotonic() + self.startup_timeout
-        while not is_up(service.health_url):
+        if service.health_url is None:
+            time.sleep(1)
+        while not (is_up(service.health_url) if service.health_url else service.process.poll() is None):
             if service.process.poll() is not None:
                 self.stop()
                 raise RuntimeError(f"{service.name} exited with code {service.process.returncode} while starting")
@@ -92,7 +106,7 @@ class Services:
                 self.stop()
                 raise RuntimeError(f"{service.name} did not answer {service.health_url} in {self.startup_timeout:.0f}s")
             time.sleep(0.5)
-        self.log.write(f"[{service.name}] ready at {service.health_url}\n")
+        self.log.write(f"[{service.name}] ready" + (f" at {service.health_url}\n" if service.health_url else "\n"))
 
     def stop_one(self, service: Service) -> None:
         if service.process is None or service.process.poll() is not None:

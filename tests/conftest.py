@@ -1,14 +1,45 @@
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import spacy
 
+from scripts.services import Services, rasa_services, staff_services
+from tests.local_servers import SmtpServer, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SPACY_PIPELINE = ROOT / "build" / "spacy_en_lookup_lemmas"
 MODEL = ROOT / "models" / "ketamine-assistant.tar.gz"
+RASA_PORT, ACTION_PORT, INBOX_PORT = 5205, 5255, 5208
 
 
 @pytest.fixture(scope="session")
 def nlp():
     assert SPACY_PIPELINE.is_dir(), "run `make install` first: it builds the spaCy pipeline"
     return spacy.load(SPACY_PIPELINE)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """Every process `make run` starts, on test ports and a fresh database, with staff email
+    going to a real SMTP server run by the test."""
+    assert MODEL.is_file(), "run `make train` first"
+    directory = tmp_path_factory.mktemp("stack")
+    smtp = SmtpServer(free_port())
+    smtp.start()
+    env = {
+        "DATABASE_URL": f"sqlite:///{directory / 'handoffs.db'}",
+        "STAFF_EMAIL": "team@clinic.test", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port),
+        "STAFF_WEBHOOK_URL": "",  # never a developer's real channel
+        "STAFF_INBOX_PASSWORD": "test-inbox-password", "STAFF_INBOX_URL": f"http://localhost:{INBOX_PORT}",
+        "OUTBOX_POLL_SECONDS": "0.5",
+    }
+    services = (rasa_services(str(MODEL), RASA_PORT, ACTION_PORT, str(directory / "tracker.db"), env)
+                + staff_services(INBOX_PORT, env))
+    try:
+        with Services(services):
+            yield SimpleNamespace(rasa_port=RASA_PORT, inbox_url=env["STAFF_INBOX_URL"],
+                                  inbox_password=env["STAFF_INBOX_PASSWORD"],
+                                  database_url=env["DATABASE_URL"], mailbox=smtp.mailbox)
+    finally:
+        smtp.stop()

@@ -10,7 +10,7 @@ from actions.settings import CLINIC_FILE
 from scripts.services import Services, rasa_services
 from tests.conftest import MODEL, ROOT
 
-RASA_PORT, ACTION_PORT, DOWN_RASA_PORT, UNUSED_PORT = 5205, 5255, 5206, 5299
+DOWN_RASA_PORT, UNUSED_PORT = 5206, 5299
 CLINIC = load_clinic(CLINIC_FILE)
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())["responses"]
 FAQ = yaml.safe_load((ROOT / "data/responses/faq.yml").read_text())["responses"]
@@ -60,11 +60,8 @@ def texts(replies):
 
 
 @pytest.fixture(scope="module")
-def assistant(tmp_path_factory):
-    assert MODEL.is_file(), "run `make train` first"
-    tracker_db = str(tmp_path_factory.mktemp("rest") / "tracker.db")
-    with Services(rasa_services(str(MODEL), RASA_PORT, ACTION_PORT, tracker_db)):
-        yield RASA_PORT
+def assistant(stack):
+    return stack.rasa_port
 
 
 @pytest.fixture(scope="module")
