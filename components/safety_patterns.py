@@ -228,6 +228,7 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("no", "out"), ANY, ANY, _any("reason", "reasons"), ANY, ANY, _any("to"), _any("live", "stay", "keep", "continue", "exist", "be")],
         [_any("wish", "wishing", "hope", "hoping", "pray", "praying"), ANY, ANY, ANY, ANY, _any("hit", "kill", "run"), _any("me")],
         [_any("say", "said", "saying"), ANY, ANY, _any("goodbye", "goodbyes")],
+        [_any("say", "said", "saying", "message", "text", "note"), _any("sorry"), _any("for"), _any("everything")],
         [_any("goodbye"), _any("message", "text", "post", "video", "letter", "note")],
         [_any("give", "giving", "gave"), ANY, ANY, _any("stuff", "thing", "things", "belongings", "possessions"), _any("away")],
         [_any("give", "giving", "gave"), _any("away"), ANY, _any("stuff", "thing", "things", "belongings", "possessions")],
@@ -321,9 +322,10 @@ MEDICATIONS = (
 CONDITIONS = (
     "bipolar", "schizophrenia", "schizoaffective", "psychosis", "psychotic", "epilepsy", "seizures",
     "glaucoma", "afib", "arrhythmia", "hypertension", "high blood pressure", "heart condition",
-    "heart disease", "heart failure", "pacemaker", "stroke", "aneurysm", "liver", "kidney", "bladder",
+    "heart disease", "heart failure", "heart attack", "heart attacks", "pacemaker", "stroke", "aneurysm", "liver", "kidney", "bladder",
     "cystitis", "borderline", "bpd", "adhd", "autism", "diabetes", "asthma", "copd", "sleep apnea",
-    "thyroid", "addiction", "alcoholism", "eating disorder", "anorexia", "tbi", "brain injury",
+    "thyroid", "addiction", "alcoholism", "alcohol abuse", "drug abuse", "substance abuse", "substance use",
+    "drinking problem", "drug problem", "sober", "in recovery", "eating disorder", "anorexia", "tbi", "brain injury",
     "dementia",
 )
 FIRST_PERSON = ("i", "my", "me", "i'm", "im", "i've", "ive", "mine")
@@ -386,7 +388,8 @@ PERSON = {"i", "me", "my", "he", "she", "him", "her", "his", "they", "them", "th
           "father", "kid", "child", "baby", "brother", "sister", "boyfriend", "girlfriend",
           "roommate", "someone", "somebody"}
 NOT_NOW = {"if", "cause", "risk", "possible", "common", "normal", "ever", "history", "ago", "last",
-           "usually", "chance", "likely", "would", "past", "safe", "will", "during"}
+           "usually", "chance", "likely", "would", "past", "safe", "will", "during", "years", "months",
+           "allowed"}
 NOW = {"now", "currently", "right", "just", "help", "911", "ambulance", "hospital", "er"}
 
 # A plan held in reserve for when treatment fails: "if this doesn't work i have a plan".

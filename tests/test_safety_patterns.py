@@ -127,6 +127,8 @@ def test_dangerous_readings_are_emergencies(matcher, nlp, text):
     "i'm nursing my baby, is that a problem",
     "can i take my blood pressure pills on infusion day",
     "can i have a beer after my session",
+    "i had a heart attack a few years back, am i allowed to have infusions",
+    "i used to have a drinking problem, been sober 3 years, would that rule me out",
 ])
 def test_questions_about_own_care_are_personal_medical_advice(matcher, nlp, text):
     assert kind(matcher, nlp, text) == PERSONAL_MEDICAL_ADVICE
@@ -150,6 +152,7 @@ def test_general_questions_are_not_personal_medical_advice(matcher, nlp, text):
     "i wrote letters to my kids just in case",
     "gave away my books, won't need them where i'm going",
     "i feel dead inside",
+    "her last text said sorry for everything and now she won't pick up",
 ])
 def test_warning_signs_are_detected(matcher, nlp, text):
     assert kind(matcher, nlp, text) == CRISIS
