@@ -89,7 +89,7 @@ eval: install $(MODEL)
 	$(PY) scripts/evaluate.py
 
 lint: install
-	$(VENV)/bin/ruff check actions components scripts tests
+	$(VENV)/bin/ruff check actions channels components scripts tests
 
 # Re-resolves the direct dependencies in a throwaway venv and pins the whole tree.
 lock:
