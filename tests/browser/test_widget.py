@@ -24,6 +24,12 @@ def frames(visit):
     return visit.bot_messages.filter(has_text=FRAME).count()
 
 
+def scrolled_to_newest(visit):
+    return visit.page.evaluate(
+        "() => { const log = document.querySelector('.cc-log');"
+        " return log.scrollTop + log.clientHeight >= log.scrollHeight - 2; }")
+
+
 def test_an_faq_question_is_answered_with_safe_markdown_and_a_typing_indicator(visit):
     visit.open_site()
     expect(visit.launcher).to_have_attribute("aria-expanded", "false")
@@ -104,6 +110,7 @@ def test_a_reload_and_another_page_continue_the_conversation_and_start_over_begi
     visit.wait_connected()
     expect(visit.user_messages).to_have_count(2)
     assert visit.session_id() == session
+    assert scrolled_to_newest(visit)
     visit.screenshot("06-another-page")
 
     visit.page.get_by_role("button", name="Start over").click()
@@ -114,6 +121,25 @@ def test_a_reload_and_another_page_continue_the_conversation_and_start_over_begi
     visit.ask("what is ketamine", FRAME)  # a new session starts with its own frame message
     assert frames(visit) == 1
     visit.screenshot("07-start-over")
+
+
+def test_two_tabs_of_the_site_show_one_conversation_without_duplicates(visit):
+    visit.open_site()
+    visit.open_widget()
+    visit.ask("what is ketamine", "Ketamine")
+    other = visit.context.new_page()  # same browser profile, so the same localStorage
+    other.goto(DEMO_URL + "/visit.html")
+    expect(other.locator(".cc-send")).to_be_enabled(timeout=REPLY_TIMEOUT)  # the panel was open
+    expect(other.locator(".cc-msg")).to_have_count(visit.page.locator(".cc-msg").count())
+
+    other.locator("#cc-input").fill("thank you")
+    other.locator("#cc-input").press("Enter")
+    for page in (other, visit.page):
+        expect(page.locator(".cc-bot", has_text="You're welcome")).to_have_count(1, timeout=REPLY_TIMEOUT)
+        expect(page.locator(".cc-user", has_text="thank you")).to_have_count(1)
+    visit.page.wait_for_timeout(1000)  # any late duplicate would have arrived by now
+    assert other.locator(".cc-msg").count() == visit.page.locator(".cc-msg").count()
+    assert frames(visit) == 1
 
 
 def test_a_crisis_message_gets_988(visit):

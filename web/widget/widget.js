@@ -42,7 +42,7 @@ function readConfig(script, overrides) {
   }
   Object.assign(config, overrides || {});
   config.historyMinutes = Number(config.historyMinutes) || DEFAULTS.historyMinutes;
-  config.title = config.title || `${config.clinicName} assistant`;
+  config.title = config.title || config.clinicName;
   config.textOnPrimary = config.textOnPrimary || readableOn(config.primaryColor);
   config.storageKey = config.storageKey || `clinic-chat:${config.serverUrl}`;
   return config;
@@ -119,7 +119,6 @@ class ClinicChat {
     this.socket = null;
     this.confirmed = false;
     this.replyTimer = null;
-    this.awaitingUntil = 0;
     this.build();
     this.renderTranscript();
     if (this.state.open) this.open({ focus: false });
@@ -164,7 +163,7 @@ class ClinicChat {
     const header = el("div", { class: "cc-header" }, [
       el("div", { class: "cc-heading" }, [
         el("h2", { id: "cc-title", class: "cc-title", text: c.title }),
-        el("p", { class: "cc-subtitle", text: "Virtual assistant \u00b7 not for emergencies" }),
+        el("p", { id: "cc-subtitle", class: "cc-subtitle", text: "Virtual assistant \u00b7 not for emergencies" }),
       ]),
       this.restartButton,
       this.closeButton,
@@ -209,7 +208,7 @@ class ClinicChat {
     });
 
     this.panel = el("section", {
-      id: "cc-panel", class: "cc-panel", role: "dialog", "aria-labelledby": "cc-title", hidden: true,
+      id: "cc-panel", class: "cc-panel", role: "dialog", "aria-labelledby": "cc-title cc-subtitle", hidden: true,
     }, [header, this.notice, this.log, this.typing, this.form]);
     this.panel.addEventListener("keydown", (event) => {
       if (event.key === "Escape") {
@@ -369,14 +368,14 @@ class ClinicChat {
   send(payload, shownText) {
     this.append({ from: "user", text: shownText });
     this.socket.emit("user_uttered", { message: payload, session_id: this.state.sessionId });
-    this.awaitingUntil = Date.now() + REPLY_OWNERSHIP_MS;
+    this.awaitReplies();
     this.setTyping(true);
   }
 
   receive(message) {
     if (!message || typeof message !== "object") return;
-    if (Date.now() > this.awaitingUntil) return; // another tab asked: it records the reply
-    this.awaitingUntil = Date.now() + REPLY_OWNERSHIP_MS;
+    if (!this.awaitingReplies()) return; // another tab asked: it records the reply
+    this.awaitReplies();
     const quickReplies = Array.isArray(message.quick_replies) ? message.quick_replies : [];
     const buttons = (quickReplies.length ? quickReplies : Array.isArray(message.buttons) ? message.buttons : [])
       .filter((b) => b && typeof b.title === "string" && typeof b.payload === "string")
@@ -385,6 +384,25 @@ class ClinicChat {
     if (!text && !buttons.length) return; // images, custom payloads: not used by this assistant
     this.setTyping(false);
     this.append({ from: "bot", text, buttons });
+  }
+
+  // Per tab (sessionStorage), so a reply still arrives after a reload or on the next page.
+  awaitReplies() {
+    try {
+      sessionStorage.setItem(`${this.config.storageKey}:awaiting`, String(Date.now() + REPLY_OWNERSHIP_MS));
+    } catch (error) {
+      this.awaitingUntil = Date.now() + REPLY_OWNERSHIP_MS;
+    }
+  }
+
+  awaitingReplies() {
+    let until = this.awaitingUntil || 0;
+    try {
+      until = Number(sessionStorage.getItem(`${this.config.storageKey}:awaiting`)) || until;
+    } catch (error) {
+      // sessionStorage blocked: the in-memory value
+    }
+    return Date.now() <= until;
   }
 
   startOver() {
@@ -403,18 +421,36 @@ function stylesheetFor(script) {
   return new URL("clinic-chat.css", script.src).href;
 }
 
+/** Resolves once the widget's stylesheet (next to the script) has loaded, or failed to. */
+function loadStylesheet(href) {
+  return new Promise((resolve) => {
+    if (!href || [...document.styleSheets].some((sheet) => sheet.href === href)) {
+      resolve();
+      return;
+    }
+    const link = el("link", { rel: "stylesheet", href });
+    link.addEventListener("load", resolve, { once: true });
+    link.addEventListener("error", resolve, { once: true });
+    document.head.append(link);
+  });
+}
+
+function domReady() {
+  return new Promise((resolve) => {
+    if (document.body && document.readyState !== "loading") resolve();
+    else document.addEventListener("DOMContentLoaded", resolve, { once: true });
+  });
+}
+
 function init(overrides) {
   const script = document.currentScript || document.querySelector("script[data-server-url]");
   const config = readConfig(script, overrides);
-  const href = stylesheetFor(script);
-  if (href && !document.querySelector(`link[href="${href}"]`)) {
-    document.head.append(el("link", { rel: "stylesheet", href }));
-  }
-  const start = () => {
+  // Built after the stylesheet has loaded: no unstyled flash, and a reopened panel can
+  // scroll to the newest message.
+  return Promise.all([loadStylesheet(stylesheetFor(script)), domReady()]).then(() => {
     window.ClinicChat.instance = new ClinicChat(config);
-  };
-  if (document.body) start();
-  else document.addEventListener("DOMContentLoaded", start, { once: true });
+    return window.ClinicChat.instance;
+  });
 }
 
 window.ClinicChat = { init, instance: null };
