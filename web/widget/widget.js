@@ -30,9 +30,6 @@ const DEFAULTS = {
 };
 
 const REPLY_WAIT_MS = 30000;
-// Replies go to every tab in the session's room; the tab that asked records them and the
-// others show them from localStorage (the "storage" event), so nothing is recorded twice.
-const REPLY_OWNERSHIP_MS = 120000;
 
 function readConfig(script, overrides) {
   const data = script ? script.dataset : {};
@@ -86,6 +83,18 @@ function telHref(phone) {
   return `tel:${String(phone).replace(/[^0-9+]/g, "")}`;
 }
 
+/** This tab's id; kept in sessionStorage, so a reload or the next page is the same tab. */
+function tabId(storageKey) {
+  const key = `${storageKey}:tab`;
+  try {
+    const id = sessionStorage.getItem(key) || newSessionId();
+    sessionStorage.setItem(key, id);
+    return id;
+  } catch (error) {
+    return newSessionId();
+  }
+}
+
 class Store {
   constructor(key, minutes) {
     this.key = key;
@@ -119,6 +128,7 @@ class ClinicChat {
     this.socket = null;
     this.confirmed = false;
     this.replyTimer = null;
+    this.tabId = tabId(config.storageKey);
     this.build();
     this.renderTranscript();
     if (this.state.open) this.open({ focus: false });
@@ -366,16 +376,23 @@ class ClinicChat {
   }
 
   send(payload, shownText) {
+    // Replies go to every tab in the session's room. Only the tab that asked records them;
+    // the others show them from localStorage (the "storage" event), so none is shown twice.
+    this.state.asker = this.tabId;
     this.append({ from: "user", text: shownText });
     this.socket.emit("user_uttered", { message: payload, session_id: this.state.sessionId });
-    this.awaitReplies();
     this.setTyping(true);
   }
 
   receive(message) {
     if (!message || typeof message !== "object") return;
-    if (!this.awaitingReplies()) return; // another tab asked: it records the reply
-    this.awaitReplies();
+    const saved = this.store.load(); // the freshest state: another tab may have just asked
+    if (saved && saved.sessionId === this.state.sessionId) {
+      const changed = saved.messages.length !== this.state.messages.length;
+      this.state = { ...saved, open: this.state.open };
+      if (changed) this.renderTranscript();
+    }
+    if (this.state.asker && this.state.asker !== this.tabId) return; // that tab records the reply
     const quickReplies = Array.isArray(message.quick_replies) ? message.quick_replies : [];
     const buttons = (quickReplies.length ? quickReplies : Array.isArray(message.buttons) ? message.buttons : [])
       .filter((b) => b && typeof b.title === "string" && typeof b.payload === "string")
@@ -384,25 +401,6 @@ class ClinicChat {
     if (!text && !buttons.length) return; // images, custom payloads: not used by this assistant
     this.setTyping(false);
     this.append({ from: "bot", text, buttons });
-  }
-
-  // Per tab (sessionStorage), so a reply still arrives after a reload or on the next page.
-  awaitReplies() {
-    try {
-      sessionStorage.setItem(`${this.config.storageKey}:awaiting`, String(Date.now() + REPLY_OWNERSHIP_MS));
-    } catch (error) {
-      this.awaitingUntil = Date.now() + REPLY_OWNERSHIP_MS;
-    }
-  }
-
-  awaitingReplies() {
-    let until = this.awaitingUntil || 0;
-    try {
-      until = Number(sessionStorage.getItem(`${this.config.storageKey}:awaiting`)) || until;
-    } catch (error) {
-      // sessionStorage blocked: the in-memory value
-    }
-    return Date.now() <= until;
   }
 
   startOver() {
