@@ -105,6 +105,8 @@ class Store {
     try {
       const saved = JSON.parse(localStorage.getItem(this.key) || "null");
       if (saved && saved.sessionId && Date.now() - saved.updated < this.maxAge) return saved;
+      // Expired: health information should not linger on a shared computer.
+      if (saved) localStorage.removeItem(this.key);
     } catch (error) {
       // Storage blocked or corrupt: start a new conversation.
     }
