@@ -116,6 +116,17 @@ class Visit:
         if expect_in_reply:
             expect(self.log).to_contain_text(expect_in_reply, timeout=REPLY_TIMEOUT)
         expect(self.page.locator(".cc-typing")).to_be_hidden(timeout=REPLY_TIMEOUT)
+        self.wait_settled()
+
+    def wait_settled(self, quiet_ms=600):
+        """Rasa sends a turn's messages back to back: wait until none has come for quiet_ms."""
+        count = self.bot_messages.count()
+        while True:
+            self.page.wait_for_timeout(quiet_ms)
+            now = self.bot_messages.count()
+            if now == count:
+                return
+            count = now
 
     def session_id(self):
         return self.page.evaluate(

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.browser
 CLINIC = load_clinic(CLINIC_FILE)
 FRAME = "not a clinician"  # in the frame message action_session_start sends once per session
 SIDE_EFFECTS = "Most side effects are mild"
+WHAT_IS = "Ketamine is an anesthetic"  # the answer to "what is ketamine"
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 
 
@@ -88,7 +89,7 @@ def test_a_quick_reply_button_sends_its_payload(visit):
 def test_a_reload_and_another_page_continue_the_conversation_and_start_over_begins_a_new_one(visit):
     visit.open_site()
     visit.open_widget()
-    visit.ask("how long does relief from ketamine last", FRAME)
+    visit.ask("how long does relief from ketamine last", "How long relief lasts varies")
     session = visit.session_id()
     shown = visit.bot_messages.count() + visit.user_messages.count()
     assert frames(visit) == 1
@@ -123,10 +124,28 @@ def test_a_reload_and_another_page_continue_the_conversation_and_start_over_begi
     visit.screenshot("07-start-over")
 
 
+def test_a_transcript_older_than_the_rasa_session_is_not_shown_and_is_deleted(visit):
+    visit.open_site()
+    visit.open_widget()
+    visit.ask("what is ketamine", WHAT_IS)
+    session = visit.session_id()
+    visit.page.evaluate("""() => {
+        const key = 'clinic-chat:' + document.querySelector('script[data-server-url]').dataset.serverUrl;
+        const saved = JSON.parse(localStorage.getItem(key));
+        saved.updated -= 61 * 60 * 1000;  // Rasa's session_expiration_time is 60 minutes
+        localStorage.setItem(key, JSON.stringify(saved));
+    }""")
+    visit.page.reload()
+    expect(visit.launcher).to_be_visible()
+    expect(visit.user_messages).to_have_count(0)
+    stored = visit.page.evaluate("() => Object.values(localStorage).join(' ')")
+    assert "what is ketamine" not in stored and session not in stored
+
+
 def test_two_tabs_of_the_site_show_one_conversation_without_duplicates(visit):
     visit.open_site()
     visit.open_widget()
-    visit.ask("what is ketamine", "Ketamine")
+    visit.ask("what is ketamine", WHAT_IS)
     other = visit.context.new_page()  # same browser profile, so the same localStorage
     other.goto(DEMO_URL + "/visit.html")
     expect(other.locator(".cc-send")).to_be_enabled(timeout=REPLY_TIMEOUT)  # the panel was open
@@ -175,7 +194,7 @@ def test_the_widget_is_usable_with_the_keyboard_and_announces_messages(visit):
     expect(visit.log).to_have_attribute("aria-live", "polite")
     page.keyboard.type("what is ketamine")
     page.keyboard.press("Enter")
-    visit.wait_reply(1, "Ketamine")
+    visit.wait_reply(1, WHAT_IS)
     expect(visit.launcher).to_be_hidden()
     page.keyboard.press("Escape")
     expect(visit.panel).to_be_hidden()
@@ -208,7 +227,7 @@ def test_the_phone_width_layout(servers, browser):
         assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
         visit.screenshot("09-phone-closed")
         visit.open_widget()
-        visit.ask("what happens during an infusion session", FRAME)
+        visit.ask("what happens during an infusion session", "A typical IV session")
         panel = visit.panel.bounding_box()
         assert (panel["x"], panel["y"]) == (0, 0)
         assert (panel["width"], panel["height"]) == (PHONE["width"], PHONE["height"])
@@ -225,7 +244,7 @@ def test_the_phone_width_layout(servers, browser):
 def test_every_asset_comes_from_the_project_and_the_page_has_a_strict_csp(visit):
     visit.open_site()
     visit.open_widget()
-    visit.ask("what is ketamine", "Ketamine")
+    visit.ask("what is ketamine", WHAT_IS)
     visit.page.goto(DEMO_URL + "/visit.html")
     visit.wait_connected()
     assert visit.foreign_requests() == []
@@ -241,7 +260,7 @@ def test_connection_loss_shows_the_phone_number_and_reconnects(servers, visit):
     """Stops the real Rasa server, then starts it again (last: it takes a model load)."""
     visit.open_site()
     visit.open_widget()
-    visit.ask("what is ketamine", "Ketamine")
+    visit.ask("what is ketamine", WHAT_IS)
     rasa = next(service for service in servers.services if service.name == "rasa")
 
     servers.stop_one(rasa)
