@@ -67,6 +67,7 @@ install: $(INSTALLED) $(SPACY_PIPELINE)/meta.json
 # npm ci installs exactly web/package-lock.json; no install scripts are needed (esbuild's binary
 # comes as an optional package). Rebuilt only when a source or the lock changes.
 $(NODE_INSTALLED): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm (Node 18 or later) is needed to build the chat widget" >&2; exit 1; }
 	cd web && npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
