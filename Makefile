@@ -11,6 +11,13 @@ INSTALLED := $(VENV)/.installed
 SPACY_PIPELINE := build/spacy_en_lookup_lemmas
 MODEL := models/ketamine-assistant.tar.gz
 PIP_VERSION := 24.0
+# The website chat widget (web/): npm packages pinned in web/package-lock.json, built into build/web/.
+NODE_INSTALLED := web/node_modules/.installed
+WIDGET := build/web/widget/clinic-chat.js
+WIDGET_SOURCES := web/build.mjs $(wildcard web/widget/*.js web/widget/*.css)
+# The browser tests drive Debian's chromium (make chromium installs it); nothing downloads a browser.
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
 
 # Embedded defaults: no servers to install. Override any of them in the environment or .env.
 -include .env
@@ -32,13 +39,15 @@ export ACTION_ENDPOINT_URL ?= http://localhost:5055/webhook
 export TRACKER_DB ?= var/tracker.db
 export RASA_PORT ?= 5005
 export ACTION_PORT ?= 5055
+export DEMO_PORT ?= 8080
 
 TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.yml' -o -name '*.py' 2>/dev/null)
 
-.PHONY: help install train run handoffs test test-unit test-data test-stories test-nlu test-safety eval lint lock clean
+.PHONY: help install train widget chromium run handoffs test test-unit test-widget test-browser test-data test-stories \
+	test-nlu test-safety eval lint lock clean
 
 help:
-	@echo "make run    set up, train if needed, start the assistant (REST on :$(RASA_PORT))"
+	@echo "make run    set up, train if needed, start the assistant (REST on :$(RASA_PORT)) and the demo page (:$(DEMO_PORT))"
 	@echo "make test   set up, train if needed, run the whole test suite"
 	@echo "make handoffs  list booking requests in the terminal (staff inbox: http://localhost:8000/)"
 	@echo "make eval   held-out figures for this config and for stock Rasa, timings"
@@ -60,6 +69,30 @@ $(SPACY_PIPELINE)/meta.json: $(INSTALLED) scripts/build_spacy_pipeline.py
 
 install: $(INSTALLED) $(SPACY_PIPELINE)/meta.json
 
+# --- website widget ---------------------------------------------------------
+# npm ci installs exactly web/package-lock.json; no install scripts are needed (esbuild's binary
+# comes as an optional package). Rebuilt only when a source or the lock changes.
+$(NODE_INSTALLED): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm (Node 18 or later) is needed to build the chat widget" >&2; exit 1; }
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+$(WIDGET): $(NODE_INSTALLED) $(WIDGET_SOURCES)
+	cd web && npm run --silent build
+
+widget: $(WIDGET)
+
+# Debian's chromium, installed only when missing (root, or sudo).
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "error: $(CHROMIUM) is missing; install Debian's chromium (apt-get install chromium) as root," \
+	    "or set CHROMIUM=/path/to/chromium" >&2; exit 1; fi; \
+	  if ! command -v apt-get >/dev/null; then echo "error: no apt-get; install chromium and set CHROMIUM=/path/to/it" >&2; exit 1; fi; \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium chromium-driver
+	@test -x "$(CHROMIUM)" || { echo "error: $(CHROMIUM) still missing after apt-get install chromium" >&2; exit 1; }
+
 # --- model ------------------------------------------------------------------
 # Retrains only when the model is missing or older than anything it is trained from.
 $(MODEL): $(INSTALLED) $(SPACY_PIPELINE)/meta.json $(TRAINING_INPUTS)
@@ -68,7 +101,7 @@ $(MODEL): $(INSTALLED) $(SPACY_PIPELINE)/meta.json $(TRAINING_INPUTS)
 train: $(MODEL)
 
 # --- run --------------------------------------------------------------------
-run: install $(MODEL)
+run: install $(MODEL) $(WIDGET)
 	@mkdir -p var
 	$(PY) scripts/run_all.py
 
@@ -77,7 +110,7 @@ handoffs: install
 	$(PY) -m staff.cli list
 
 # --- tests ------------------------------------------------------------------
-test: install $(MODEL) lint test-data test-unit test-stories test-nlu test-safety
+test: install $(MODEL) lint test-data test-unit test-widget test-browser test-stories test-nlu test-safety
 	@echo "All test stages passed."
 
 test-data: install
@@ -85,6 +118,15 @@ test-data: install
 
 test-unit: install $(MODEL)
 	$(PY) -m pytest
+
+# The widget's own unit tests (safe Markdown, contrast), node's built-in runner.
+test-widget: $(NODE_INSTALLED)
+	cd web && npm test --silent
+
+# End to end in headless Chromium against the real servers (tests/browser/, marked `browser`,
+# which plain pytest leaves out). Screenshots: results/screenshots/.
+test-browser: install $(MODEL) $(WIDGET) chromium
+	$(PY) -m pytest tests/browser -m browser
 
 test-stories: install $(MODEL)
 	$(RASA) test core --e2e --model $(MODEL) --stories tests/stories --fail-on-prediction-errors --out results/stories
@@ -99,7 +141,7 @@ eval: install $(MODEL)
 	$(PY) scripts/evaluate.py
 
 lint: install
-	$(VENV)/bin/ruff check actions components scripts staff tests
+	$(VENV)/bin/ruff check actions channels components scripts staff tests
 
 # Re-resolves the direct dependencies in a throwaway venv and pins the whole tree.
 lock:

@@ -61,6 +61,15 @@ def staff_services(inbox_port: int, env: Optional[Dict[str, str]] = None) -> Lis
     ]
 
 
+def demo_site_service(port: int, assistant_url: str) -> Service:
+    """The demo clinic page with the chat widget (scripts/demo_site.py); needs `make widget`."""
+    return Service(
+        "demo-site",
+        [sys.executable, "scripts/demo_site.py", "--port", str(port), "--assistant-url", assistant_url],
+        f"http://localhost:{port}/healthz",
+    )
+
+
 def _stream(service: Service, sink) -> None:
     assert service.process and service.process.stdout
     for line in service.process.stdout:
