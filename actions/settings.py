@@ -36,6 +36,9 @@ class Settings:
     staff_inbox_port: int
     staff_inbox_url: str
     staff_inbox_password: Optional[str]
+    # Where a generated development password is kept, and the session-cookie signing key.
+    staff_inbox_password_file: Path
+    staff_inbox_secret_key: Optional[str]
     production: bool
     # The outbox sender.
     outbox_poll_seconds: float
@@ -69,6 +72,9 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         staff_inbox_port=inbox_port,
         staff_inbox_url=(_get(environ, "STAFF_INBOX_URL") or f"http://localhost:{inbox_port}").rstrip("/"),
         staff_inbox_password=_get(environ, "STAFF_INBOX_PASSWORD"),
+        staff_inbox_password_file=Path(_get(environ, "STAFF_INBOX_PASSWORD_FILE")
+                                       or PROJECT_ROOT / "var" / "staff_inbox_password"),
+        staff_inbox_secret_key=_get(environ, "STAFF_INBOX_SECRET_KEY"),
         production=environ.get("APP_ENV", "development").strip().lower() == "production",
         outbox_poll_seconds=float(environ.get("OUTBOX_POLL_SECONDS", "1")),
         retry_base_seconds=float(environ.get("OUTBOX_RETRY_BASE_SECONDS", "5")),

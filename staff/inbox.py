@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from multidict import MultiDictProxy
 
 from actions.clinic import ClinicConfigError, load_clinic
-from actions.settings import CLINIC_FILE, PROJECT_ROOT, Settings, load_settings
+from actions.settings import CLINIC_FILE, Settings, load_settings
 from actions.storage import STATUSES, HandoffStore
 
 HERE = Path(__file__).resolve().parent
@@ -71,10 +71,6 @@ def delivery_status(notification: Dict[str, Any], tz: ZoneInfo) -> str:
     return f"{text}. Next try {format_time(notification['next_attempt_at'], tz)}"
 
 
-def password_file() -> Path:
-    return Path(os.environ.get("STAFF_INBOX_PASSWORD_FILE") or PROJECT_ROOT / "var" / "staff_inbox_password")
-
-
 def staff_password(settings: Settings) -> str:
     """The sign-in password. Without one in development, a generated token kept in a private file."""
     password = settings.staff_inbox_password
@@ -85,7 +81,7 @@ def staff_password(settings: Settings) -> str:
         return password
     if password:
         return password
-    path = password_file()
+    path = settings.staff_inbox_password_file
     token = path.read_text(encoding="utf-8").strip() if path.exists() else ""
     if not token:
         token = secrets.token_urlsafe(24)
@@ -183,7 +179,7 @@ class Inbox:
         self.password = password
         self.secure_cookie = settings.production
         self.throttle = throttle
-        secret_key = os.environ.get("STAFF_INBOX_SECRET_KEY", "").encode() or secrets.token_bytes(32)
+        secret_key = (settings.staff_inbox_secret_key or "").encode() or secrets.token_bytes(32)
         self.sessions = Sessions(secret_key, password)
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True,
                                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)

@@ -307,9 +307,7 @@ def test_production_refuses_to_start_without_a_strong_password(tmp_path: Path, s
         create_app(settings_for(store, APP_ENV="production", STAFF_INBOX_PASSWORD="short"), store)
 
 
-def test_development_without_a_password_uses_a_generated_token_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_development_without_a_password_uses_a_generated_token_file(tmp_path: Path) -> None:
     port = free_port()
     token_file = tmp_path / "var" / "staff_inbox_password"
     process = subprocess.Popen([sys.executable, "-m", "staff.inbox"], cwd=ROOT, text=True,
@@ -340,5 +338,4 @@ def test_development_without_a_password_uses_a_generated_token_file(
     assert process.returncode == 0
 
     # The next start reuses the same token.
-    monkeypatch.setenv("STAFF_INBOX_PASSWORD_FILE", str(token_file))
-    assert staff_password(load_settings({})) == token
+    assert staff_password(load_settings({"STAFF_INBOX_PASSWORD_FILE": str(token_file)})) == token
