@@ -7,7 +7,7 @@ Times are stored as naive UTC.
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    func,
     insert,
     select,
     update,
@@ -28,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 
 STATUSES = ("new", "contacted", "booked", "closed")
+# A handoff id as typed in a URL or a command: more digits would overflow the database's integer.
+HANDOFF_ID_PATTERN = r"\d{1,18}"
 CHANNELS = ("email", "webhook")
 
 metadata = MetaData()
@@ -190,6 +193,13 @@ class HandoffStore:
                 attempts=outbox.c.attempts + 1, next_attempt_at=next_attempt_at,
                 locked_until=None, last_error=error[:1000],
             ))
+
+    def undelivered_counts(self) -> Tuple[int, int]:
+        """How many notifications are pending, and how many of those have failed an attempt."""
+        query = select(func.count(), func.count(outbox.c.last_error)).where(outbox.c.status == "pending")
+        with self.engine.connect() as connection:
+            pending, failing = connection.execute(query).one()
+        return pending, failing
 
     def notifications(self, status: Optional[str] = None) -> List[Dict[str, Any]]:
         query = select(outbox).order_by(outbox.c.id)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from actions.clinic import load_clinic
 from actions.settings import CLINIC_FILE, load_settings
-from actions.storage import STATUSES, HandoffStore
+from actions.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore
 from staff.inbox import delivery_status, format_time
 
 LIST_HEADERS = ("ID", "Created", "Status", "Name", "Phone", "Email", "Preferred time")
@@ -20,7 +20,7 @@ MAX_CELL_WIDTH = 32
 
 
 def handoff_id(text: str) -> int:
-    if not re.fullmatch(r"\d{1,18}", text):  # longer numbers overflow the database's integer
+    if not re.fullmatch(HANDOFF_ID_PATTERN, text):
         raise argparse.ArgumentTypeError(f"not a handoff id: {text!r}")
     return int(text)
 

@@ -24,7 +24,7 @@ from multidict import MultiDictProxy
 
 from actions.clinic import ClinicConfigError, load_clinic
 from actions.settings import CLINIC_FILE, Settings, load_settings
-from actions.storage import STATUSES, HandoffStore
+from actions.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "staff_session"
@@ -42,7 +42,7 @@ SECURITY_HEADERS = {
 STATUS_ACTIONS = {"new": "Reopen as new", "contacted": "Mark contacted", "booked": "Mark booked",
                   "closed": "Mark closed"}
 # Where signing in may lead: only the inbox's own pages, so a crafted link cannot redirect elsewhere.
-SAFE_NEXT = re.compile(r"/(handoffs/\d{1,18})?(\?status=[a-z]+)?")
+SAFE_NEXT = re.compile(rf"/(handoffs/{HANDOFF_ID_PATTERN})?(\?status=[a-z]+)?")
 ERRORS = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -255,10 +255,9 @@ class Inbox:
             raise self.error(request, 400, f"There is no status called “{status}”.")
         # The store is synchronous: keep database calls off the event loop.
         handoffs = await asyncio.to_thread(self.store.list_handoffs, status, LIST_LIMIT)
-        undelivered = await asyncio.to_thread(self.store.notifications, "pending")
+        undelivered, failing = await asyncio.to_thread(self.store.undelivered_counts)
         return self.render(request, "list.html", handoffs=handoffs, filter_status=status, statuses=STATUSES,
-                           limited=len(handoffs) == LIST_LIMIT, undelivered=len(undelivered),
-                           failing=sum(1 for n in undelivered if n["last_error"]))
+                           limited=len(handoffs) == LIST_LIMIT, undelivered=undelivered, failing=failing)
 
     async def handoff_detail(self, request: web.Request) -> web.Response:
         handoff = await asyncio.to_thread(self.store.get_handoff, int(request.match_info["id"]))
@@ -291,9 +290,8 @@ def create_app(settings: Settings, store: Optional[HandoffStore] = None, *, clin
         web.post("/login", inbox.login),
         web.post("/logout", inbox.logout),
         web.get("/", inbox.handoff_list),
-        # Up to 18 digits: any longer number overflows the database's integer.
-        web.get(r"/handoffs/{id:\d{1,18}}", inbox.handoff_detail),
-        web.post(r"/handoffs/{id:\d{1,18}}/status", inbox.change_status),
+        web.get(f"/handoffs/{{id:{HANDOFF_ID_PATTERN}}}", inbox.handoff_detail),
+        web.post(f"/handoffs/{{id:{HANDOFF_ID_PATTERN}}}/status", inbox.change_status),
         web.static("/static", HERE / "static"),
     ])
     return app

@@ -93,6 +93,7 @@ def test_an_smtp_outage_loses_nothing_and_delivers_exactly_once(tmp_path):
     assert store.get_handoff(handoff_id) is not None  # the handoff itself is stored
     assert (pending["status"], pending["attempts"]) == ("pending", 1)
     assert "ConnectionRefusedError" in pending["last_error"]
+    assert store.undelivered_counts() == (1, 1)  # pending, and failed an attempt
     assert pending["next_attempt_at"] == start + timedelta(seconds=5)
 
     # Still down at the next try: the wait doubles.
@@ -107,6 +108,7 @@ def test_an_smtp_outage_loses_nothing_and_delivers_exactly_once(tmp_path):
         assert len(smtp.mailbox.messages) == 1
         [sent] = store.notifications()
         assert (sent["status"], sent["attempts"], sent["last_error"]) == ("sent", 3, None)
+        assert store.undelivered_counts() == (0, 0)
     finally:
         smtp.stop()
 
