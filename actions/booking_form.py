@@ -7,7 +7,7 @@ cancel, an emergency, or a question the assistant can answer, which the form rej
 so that a rule answers it and the form asks again.
 """
 import re
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Callable, Dict, List, Optional, Set, Text
 
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import EventType
@@ -57,10 +57,14 @@ def is_question(text: Text) -> bool:
     return text.endswith("?") or (bool(QUESTION_START.match(text)) and len(text.split()) >= 3)
 
 
+def is_hard_interruption(message: Dict[Text, Any]) -> bool:
+    return message.get("intent", {}).get("name") in HARD_INTERRUPTIONS
+
+
 def is_interruption(message: Dict[Text, Any]) -> bool:
-    intent = message.get("intent", {}).get("name")
-    if intent in HARD_INTERRUPTIONS:
+    if is_hard_interruption(message):
         return True
+    intent = message.get("intent", {}).get("name")
     if intent not in ANSWERABLE:
         return False
     faq_confidence = (message.get("response_selector", {}).get("faq", {})
@@ -87,69 +91,51 @@ class ValidateBookingForm(FormValidationAction):
 
     # --- extraction: only the detail that was asked for -----------------------------
     @staticmethod
-    def _answer_to(slot: Text, tracker: Tracker) -> Optional[Text]:
-        """The visitor's message when it answers `slot`; None when it does not."""
-        if tracker.get_slot("requested_slot") != slot:
-            return None
+    def _answer(slot: Text, tracker: Tracker,
+                interrupted: Callable[[Dict[Text, Any]], bool] = is_interruption) -> Dict[Text, Any]:
+        """{slot: the visitor's message} when it answers the form's question for `slot`."""
         message = tracker.latest_message
         text = message.get("text") or ""
-        if not text.strip() or is_interruption(message):
-            return None
-        return text
+        if tracker.get_slot("requested_slot") != slot or not text.strip() or interrupted(message):
+            return {}
+        return {slot: text}
 
     async def extract_full_name(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                 domain: DomainDict) -> Dict[Text, Any]:
-        answer = self._answer_to("full_name", tracker)
-        return {} if answer is None else {"full_name": answer}
+        return self._answer("full_name", tracker)
 
     async def extract_contact_details(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                       domain: DomainDict) -> Dict[Text, Any]:
-        if tracker.get_slot("requested_slot") != "contact_details":
-            return {}
-        text = tracker.latest_message.get("text") or ""
         # A number or an address is an answer whatever the intent model thought of it.
-        if has_contact_candidate(text):
-            return {"contact_details": text}
-        answer = self._answer_to("contact_details", tracker)
-        return {} if answer is None else {"contact_details": answer}
+        return self._answer("contact_details", tracker, lambda message: (
+            not has_contact_candidate(message.get("text") or "") and is_interruption(message)))
 
     async def extract_preferred_time(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                      domain: DomainDict) -> Dict[Text, Any]:
-        answer = self._answer_to("preferred_time", tracker)
-        return {} if answer is None else {"preferred_time": answer}
+        return self._answer("preferred_time", tracker)
 
     async def extract_reason(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                              domain: DomainDict) -> Dict[Text, Any]:
         # "What would you like help with?" invites questions: any answer but a cancel or
         # an emergency is the reason, for the team to answer.
-        if tracker.get_slot("requested_slot") != "reason":
-            return {}
-        message = tracker.latest_message
-        text = message.get("text") or ""
-        if not text.strip() or message.get("intent", {}).get("name") in HARD_INTERRUPTIONS:
-            return {}
-        return {"reason": text}
+        return self._answer("reason", tracker, is_hard_interruption)
 
-    async def _extract_yes_no(self, slot: Text, tracker: Tracker, no_intents: set) -> Dict[Text, Any]:
-        if tracker.get_slot("requested_slot") != slot:
-            return {}
-        message = tracker.latest_message
-        intent = message.get("intent", {}).get("name")
-        if intent == "affirm":
+    def _yes_or_no(self, slot: Text, tracker: Tracker, no_intents: Set[Text]) -> Dict[Text, Any]:
+        answer = self._answer(slot, tracker)
+        intent = tracker.latest_message.get("intent", {}).get("name")
+        if answer and intent == "affirm":
             return {slot: True}
-        if intent in no_intents:
+        if answer and intent in no_intents:
             return {slot: False}
-        if is_interruption(message) or not (message.get("text") or "").strip():
-            return {}
-        return {slot: message.get("text")}  # neither yes nor no: validation asks again
+        return answer  # neither yes nor no: validation asks again
 
     async def extract_consent(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                               domain: DomainDict) -> Dict[Text, Any]:
-        return await self._extract_yes_no("consent", tracker, {"deny"})
+        return self._yes_or_no("consent", tracker, {"deny"})
 
     async def extract_booking_confirmed(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                         domain: DomainDict) -> Dict[Text, Any]:
-        return await self._extract_yes_no("booking_confirmed", tracker, {"deny", "correct_booking_field"})
+        return self._yes_or_no("booking_confirmed", tracker, {"deny", "correct_booking_field"})
 
     # --- validation ------------------------------------------------------------------
     def validate_full_name(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
