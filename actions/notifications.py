@@ -20,7 +20,7 @@ NOT_GIVEN = "(not given)"
 TIMEOUT_SECONDS = 15
 
 
-def _fields(handoff_id: int, request: HandoffRequest, settings: Settings, bullet: str) -> Dict[str, str]:
+def _visitor_fields(request: HandoffRequest, bullet: str) -> Dict[str, str]:
     messages = [f"{bullet} {message}" for message in request.visitor_messages] or [f"{bullet} {NOT_GIVEN}"]
     return {
         "full_name": request.full_name,
@@ -29,7 +29,6 @@ def _fields(handoff_id: int, request: HandoffRequest, settings: Settings, bullet
         "preferred_time": request.preferred_time,
         "reason": request.reason or NOT_GIVEN,
         "visitor_messages": "\n".join(messages),
-        "inbox_link": f"{settings.staff_inbox_url}/handoffs/{handoff_id}",
     }
 
 
@@ -40,16 +39,16 @@ def subject_for(request: HandoffRequest) -> str:
 def render_notifications(handoff_id: int, request: HandoffRequest, settings: Settings) -> List[Notification]:
     """One notification per channel that is switched on; none when neither is."""
     notifications = []
+    inbox_link = f"{settings.staff_inbox_url}/handoffs/{handoff_id}"
     if settings.email_enabled:
         body = Template((TEMPLATES / "staff_email.txt").read_text()).substitute(
-            _fields(handoff_id, request, settings, "-"))
+            _visitor_fields(request, "-"), inbox_link=inbox_link)
         notifications.append(Notification("email", subject_for(request), body))
     if settings.staff_webhook_url:
         # Slack's mrkdwn treats <, > and & as markup: escape what the visitor typed.
         fields = {key: value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                  for key, value in _fields(handoff_id, request, settings, "•").items()}
-        fields["inbox_link"] = f"{settings.staff_inbox_url}/handoffs/{handoff_id}"
-        body = Template((TEMPLATES / "staff_webhook.txt").read_text()).substitute(fields)
+                  for key, value in _visitor_fields(request, "•").items()}
+        body = Template((TEMPLATES / "staff_webhook.txt").read_text()).substitute(fields, inbox_link=inbox_link)
         notifications.append(Notification("webhook", subject_for(request), body))
     return notifications
 
