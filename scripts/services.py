@@ -85,6 +85,13 @@ def is_up(url: str) -> bool:
         return False
 
 
+def is_ready(service: Service) -> bool:
+    """It answers its health URL; a service without one is ready while it keeps running."""
+    if service.health_url is None:
+        return service.process is not None and service.process.poll() is None
+    return is_up(service.health_url)
+
+
 class Services:
     """Starts services in order; each must answer its health URL before the next starts."""
 
@@ -106,8 +113,8 @@ class Services:
         threading.Thread(target=_stream, args=(service, self.log), daemon=True).start()
         deadline = time.monotonic() + self.startup_timeout
         if service.health_url is None:
-            time.sleep(1)
-        while not (is_up(service.health_url) if service.health_url else service.process.poll() is None):
+            time.sleep(1)  # long enough for a bad setting to make it exit
+        while not is_ready(service):
             if service.process.poll() is not None:
                 self.stop()
                 raise RuntimeError(f"{service.name} exited with code {service.process.returncode} while starting")
@@ -115,7 +122,7 @@ class Services:
                 self.stop()
                 raise RuntimeError(f"{service.name} did not answer {service.health_url} in {self.startup_timeout:.0f}s")
             time.sleep(0.5)
-        self.log.write(f"[{service.name}] ready" + (f" at {service.health_url}\n" if service.health_url else "\n"))
+        self.log.write(f"[{service.name}] ready{f' at {service.health_url}' if service.health_url else ''}\n")
 
     def stop_one(self, service: Service) -> None:
         if service.process is None or service.process.poll() is not None:
