@@ -19,12 +19,11 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actions.clinic import load_clinic  # noqa: E402
-from actions.settings import CLINIC_FILE  # noqa: E402
+from actions.clinic import Clinic, load_clinic  # noqa: E402
+from actions.settings import CLINIC_FILE, PROJECT_ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGES = ROOT / "web" / "demo"
-WIDGET_BUILD = ROOT / "build" / "web" / "widget"
+PAGES = PROJECT_ROOT / "web" / "demo"
+WIDGET_BUILD = PROJECT_ROOT / "build" / "web" / "widget"
 PAGE_NAMES = {"/": "index.html", "/index.html": "index.html", "/visit.html": "visit.html"}
 STATIC = {
     "/demo.css": (PAGES / "demo.css", "text/css; charset=utf-8"),
@@ -66,9 +65,8 @@ def content_security_policy(assistant_url: str) -> str:
     ])
 
 
-def widget_tag(assistant_url: str) -> str:
+def widget_tag(assistant_url: str, clinic: Clinic) -> str:
     """The one script tag a clinic puts on its pages."""
-    clinic = load_clinic(CLINIC_FILE)
     attributes = {
         "src": "/widget/clinic-chat.js",
         "data-server-url": assistant_url,
@@ -84,7 +82,7 @@ def widget_tag(assistant_url: str) -> str:
 def render_page(name: str, assistant_url: str) -> bytes:
     clinic = load_clinic(CLINIC_FILE)  # read on every request, like the action server does
     values = {key: html.escape(value) for key, value in clinic.slots().items()}
-    values["widget"] = widget_tag(assistant_url)
+    values["widget"] = widget_tag(assistant_url, clinic)
     return Template((PAGES / name).read_text(encoding="utf-8")).substitute(values).encode("utf-8")
 
 
