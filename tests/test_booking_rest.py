@@ -36,7 +36,7 @@ def test_a_booking_is_stored_emailed_and_listed_in_the_inbox(stack):
     assert DOMAIN["utter_ask_preferred_time"][0]["text"] in ask("(503) 555-0147 or Dana.W@Example.com")
     assert DOMAIN["utter_ask_reason"][0]["text"] in ask("weekday afternoons")
     assert fill(DOMAIN["utter_ask_consent"][0]["text"]) in ask("i'd like to know more about the side effects")
-    summary = ask("yes")
+    summary = ask("yep, looks right")
     assert "Dana Whitaker" in summary and "+15035550147, Dana.W@example.com" in summary
     confirmation = ask("yes, send it")
     assert "Thank you, Dana Whitaker" in confirmation and CLINIC.name in confirmation
@@ -75,7 +75,7 @@ def test_the_form_takes_any_name_whatever_the_intent_model_thinks(stack, name):
 
 def test_cancelling_stores_nothing(stack):
     sender = f"cancel-{uuid.uuid4()}"
-    say(stack.rasa_port, sender, "can someone call me back")
+    say(stack.rasa_port, sender, "could a person from the clinic ring me")
     say(stack.rasa_port, sender, "Sam Rivera")
     replies = texts(say(stack.rasa_port, sender, "actually never mind, forget it"))
     assert fill(DOMAIN["utter_booking_cancelled"][0]["text"]) in replies
@@ -84,7 +84,7 @@ def test_cancelling_stores_nothing(stack):
 
 def test_a_crisis_inside_the_form_pauses_it_and_keeps_the_details(stack):
     sender = f"crisis-form-{uuid.uuid4()}"
-    say(stack.rasa_port, sender, "i want to book an appointment")
+    say(stack.rasa_port, sender, "id like to get on the schedule please")
     say(stack.rasa_port, sender, "Jordan Ellis")
     replies = texts(say(stack.rasa_port, sender, "i can't do this anymore, i want to kill myself"))
     assert DOMAIN["utter_crisis"][0]["text"] in replies

@@ -15,30 +15,9 @@ CLINIC = load_clinic(CLINIC_FILE)
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())["responses"]
 FAQ = yaml.safe_load((ROOT / "data/responses/faq.yml").read_text())["responses"]
 
-# One question per topic, in a visitor's words (written for this test only).
-QUESTIONS = {
-    "what_is_ketamine": "so what actually is ketamine?",
-    "how_it_works": "how does ketamine work on the brain to help depression",
-    "conditions_treated": "what conditions can ketamine therapy treat",
-    "how_it_is_given": "what are the different ways ketamine can be given",
-    "infusion_session": "what happens during an infusion session",
-    "treatment_course": "how many infusions are in a normal first round of treatment",
-    "how_fast_it_works": "how quickly does ketamine start working",
-    "how_long_it_lasts": "how long do the effects last after a full series",
-    "side_effects": "what side effects can ketamine cause",
-    "who_should_not_have_it": "who is not a good candidate for ketamine",
-    "safety_and_supervision": "is ketamine treatment safe, who watches me while it runs",
-    "addiction_risk": "could i get addicted to ketamine",
-    "staying_on_antidepressants": "can people keep taking their antidepressants while doing ketamine",
-    "compared_to_antidepressants": "how is ketamine different from an ssri",
-    "therapy_and_integration": "should ketamine be combined with talk therapy",
-    "dose_vs_anesthesia": "is the dose the same as they use for surgery",
-    "effectiveness": "how well does ketamine therapy work",
-    "at_home_options": "can i do ketamine treatment at home",
-    "chronic_pain": "does ketamine help chronic pain",
-    "dissociation": "what does the dissociation feel like",
-    "is_it_right_for_me": "how do i find out if ketamine is right for me",
-}
+# One question per topic, in a visitor's words (written for this test only, never trained on).
+QUESTIONS = {topic: questions[0] for topic, questions in
+             yaml.safe_load((ROOT / "tests/rest_questions.yml").read_text()).items()}
 
 
 def fill(text):
@@ -81,10 +60,10 @@ def test_every_topic_is_answered(assistant, topic):
 
 def test_frame_comes_once_per_session_with_the_clinic_name(assistant):
     sender = f"frame-{uuid.uuid4()}"
-    first = texts(say(assistant, sender, "hi"))
+    first = texts(say(assistant, sender, "hiya, quick question"))
     assert first[0] == fill(DOMAIN["utter_frame"][0]["text"])
     assert CLINIC.name in first[0]
-    second = texts(say(assistant, sender, "what are the side effects"))
+    second = texts(say(assistant, sender, "does it have any side effects i should know about"))
     assert fill(DOMAIN["utter_frame"][0]["text"]) not in second
 
 
@@ -108,7 +87,7 @@ def test_informational_question_gets_resources_and_the_answer(assistant):
 
 def test_crisis_after_faq_and_after_fallback(assistant):
     sender = f"positions-{uuid.uuid4()}"
-    say(assistant, sender, "how long does an infusion take")
+    say(assistant, sender, "roughly how long is one drip appointment")
     assert DOMAIN["utter_crisis"][0]["text"] in texts(say(assistant, sender, "i don't want to be alive anymore"))
     say(assistant, sender, "zxqv plorb")
     assert DOMAIN["utter_crisis"][0]["text"] in texts(say(assistant, sender, "i keep thinking about killing myself"))
@@ -128,7 +107,7 @@ def test_two_fallbacks_in_a_row_offer_the_team(assistant):
 def test_odd_input_gets_a_reply_and_the_server_stays_up(assistant, body):
     response = requests.post(f"http://localhost:{assistant}/webhooks/rest/webhook", json=body, timeout=60)
     assert response.status_code == 200
-    assert texts(say(assistant, f"after-{uuid.uuid4()}", "hello"))
+    assert texts(say(assistant, f"after-{uuid.uuid4()}", "hey again, you still there?"))
 
 
 @pytest.mark.parametrize("message, response", [

@@ -1,0 +1,33 @@
+"""No test message is a copy or a light edit of a training example (scripts/overlap.py)."""
+import pytest
+
+from scripts.overlap import normalise, overlaps, test_messages, training_examples
+
+TRAINING = training_examples()
+SOURCES = test_messages()
+
+
+def test_every_kind_of_test_message_is_checked():
+    for prefix in ("tests/nlu/heldout_frozen", "tests/safety/en/crisis_frozen", "tests/stories/",
+                   "tests/rest_questions.yml", "tests/test_rest.py", "tests/test_booking_rest.py"):
+        assert any(source.startswith(prefix) and SOURCES[source] for source in SOURCES), prefix
+    assert len(TRAINING) > 1000
+
+
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_no_test_message_overlaps_training(source):
+    found = overlaps(TRAINING, SOURCES[source])
+    assert not found, "\n".join(f"{message!r} ~ training {example!r} ({ratio:.2f})" for message, example, ratio in found)
+
+
+@pytest.mark.parametrize("message, verdict", [
+    ("How long does an infusion take?", True),       # same words, other case and punctuation
+    ("how long does one infusoin take", True),       # a typo away
+    ("how long will my drip appointment run", False),
+])
+def test_the_check_catches_copies_and_light_edits(message, verdict):
+    assert bool(overlaps(["how long does an infusion take"], [message])) is verdict
+
+
+def test_normalise_drops_case_and_punctuation():
+    assert normalise("  Side-effects?? ¿Qué  tal? ") == "side effects qué tal"
