@@ -1,0 +1,79 @@
+"""A Rasa featurizer that adds a pretrained sentence embedding to every message.
+
+DIET and the ResponseSelector see it as a dense sentence feature next to the sparse word
+and character n-gram counts, so wording the training examples never used still lands near
+the examples that mean the same. Each message is embedded once; later components (the
+safety net) read the same vector with `sentence_embedding(message)`.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Text
+
+import numpy as np
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.featurizers.dense_featurizer.dense_featurizer import DenseFeaturizer
+from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from components.minilm import shared_encoder
+
+# The name this featurizer's features carry (Features.origin), so other components find them.
+ORIGIN = "sentence_encoder"
+
+
+def sentence_embedding(message: Message) -> Optional[np.ndarray]:
+    """The message's MiniLM embedding (384 floats), if the featurizer ran on it."""
+    for feature in message.features:
+        if feature.origin == ORIGIN and feature.attribute == TEXT and feature.type == FEATURE_TYPE_SENTENCE:
+            return feature.features[0]
+    return None
+
+
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
+class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {**DenseFeaturizer.get_default_config(), "alias": ORIGIN}
+
+    @staticmethod
+    def required_packages() -> List[Text]:
+        return ["tokenizers", "safetensors"]
+
+    @classmethod
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> SentenceEncoderFeaturizer:
+        return cls(config, execution_context.node_name)
+
+    def __init__(self, config: Dict[Text, Any], name: Text) -> None:
+        super().__init__(name, config)
+        self._identifier = ORIGIN
+        self.encoder = shared_encoder()
+
+    def _add_embedding(self, message: Message) -> None:
+        text = message.get(TEXT)
+        if not isinstance(text, str):
+            return
+        embedding = self.encoder.encode(text)
+        self.add_features_to_message(None, embedding[np.newaxis, :], TEXT, message)
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            self._add_embedding(message)
+        return messages
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        self.process(training_data.training_examples)
+        return training_data
+
+    @classmethod
+    def validate_config(cls, config: Dict[Text, Any]) -> None:
+        pass

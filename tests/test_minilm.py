@@ -1,0 +1,35 @@
+"""The NumPy sentence encoder against reference embeddings from transformers' TFBertModel."""
+import json
+
+import numpy as np
+import pytest
+
+from components.minilm import MAX_CHARS, WEIGHTS_SHA256, model_dir, shared_encoder, weights_sha256
+from tests.conftest import ROOT
+
+REFERENCE = json.loads((ROOT / "tests/fixtures/minilm_reference.json").read_text(encoding="utf-8"))["embeddings"]
+
+
+def test_installed_weights_are_the_pinned_ones():
+    assert weights_sha256(model_dir()) == WEIGHTS_SHA256
+
+
+@pytest.mark.parametrize("text", sorted(REFERENCE))
+def test_embeddings_match_the_reference_implementation(text):
+    got = shared_encoder().encode(text)
+    assert got.shape == (384,)
+    assert np.abs(got - np.array(REFERENCE[text])).max() < 1e-5
+
+
+def test_paraphrases_are_closer_than_unrelated_questions():
+    encode = shared_encoder().encode
+    question = encode("how long is one infusion appointment")
+    assert question @ encode("how many minutes does a session take") > question @ encode("can i get addicted")
+
+
+def test_very_long_text_is_cut_before_tokenising():
+    encoder = shared_encoder()
+    long_text = "ketamine " * 100_000
+    assert len(encoder.token_ids(long_text)) <= 128
+    assert np.allclose(encoder.encode(long_text), encoder.encode(long_text[:MAX_CHARS]))
+
