@@ -1,9 +1,12 @@
-"""`make eval`: this project's config against stock Rasa, trained on the same data in one run.
+"""`make eval`: this project's config against its peers, trained on the same data in one run.
 
-For each config: training time (no cache), model load time, held-out intent accuracy,
-FAQ answer accuracy, out-of-scope precision and recall, and the median REST reply time
-(median over --rounds rounds of the median over --messages messages). Then the ratio of
-ours to stock, and a sweep of the FallbackClassifier threshold over the held-out set.
+Rasa configs (trained here, no cache): this config; the config before the sentence encoder
+(benchmarks/before_encoder_config.yml), the baseline for the reply-time and load-time ratios;
+the stock `rasa init` config. Untrained peers: TF-IDF nearest neighbour and MiniLM
+sentence-embedding nearest neighbour over the same training examples, their out-of-scope
+thresholds tuned on the dev part. Every figure is printed for the dev part (studied) and the
+frozen part (scored only when closing an issue). Reply time: median over --rounds rounds of
+the median REST reply over --messages dev messages, each a new conversation.
 """
 import argparse
 import asyncio
@@ -22,10 +25,17 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.nlu_eval import OUT_OF_SCOPE, load_agent, load_examples, parse_all, score  # noqa: E402
+from scripts.nlu_eval import OUT_OF_SCOPE, PARTS, heldout_path, load_agent, load_examples, parse_all, score  # noqa: E402
+from scripts.peers import labelled_training_examples, sentence_embedding_peer, tfidf_peer  # noqa: E402
 from scripts.services import PROJECT_ROOT, VENV_BIN, Services, rasa_services  # noqa: E402
 
-CONFIGS = {"ours": PROJECT_ROOT / "config.yml", "stock": PROJECT_ROOT / "benchmarks" / "stock_config.yml"}
+CONFIGS = {
+    "this project": PROJECT_ROOT / "config.yml",
+    "before the encoder": PROJECT_ROOT / "benchmarks" / "before_encoder_config.yml",
+    "stock `rasa init`": PROJECT_ROOT / "benchmarks" / "stock_config.yml",
+}
+ACCURACY_FIGURES = ("FAQ answer accuracy", "out-of-scope precision", "out-of-scope recall",
+                    "intent accuracy", "response-selector accuracy")
 
 
 def train(config: Path, out_dir: Path, name: str) -> float:
@@ -45,7 +55,7 @@ def train(config: Path, out_dir: Path, name: str) -> float:
 
 def rest_reply_ms(model: Path, messages: List[str], rounds: int, port: int) -> float:
     url = f"http://localhost:{port}/webhooks/rest/webhook"
-    with Services(rasa_services(str(model), port, port + 50), log=open("/dev/null", "w")):
+    with Services(rasa_services(str(model), port, port + 50), log=open(os.devnull, "w")):
         requests.post(url, json={"sender": "warm-up", "message": "hello"}, timeout=60)
         medians = []
         for _ in range(rounds):
@@ -58,11 +68,22 @@ def rest_reply_ms(model: Path, messages: List[str], rounds: int, port: int) -> f
     return statistics.median(medians)
 
 
+def accuracy_figures(parses) -> Dict[str, float]:
+    scores = score(parses, [])
+    return {
+        "FAQ answer accuracy": scores.faq_answer_accuracy,
+        "out-of-scope precision": scores.oos_precision,
+        "out-of-scope recall": scores.oos_recall,
+        "intent accuracy": scores.intent_accuracy,
+        "response-selector accuracy": scores.selector_accuracy,
+    }
+
+
 def threshold_sweep(parses, thresholds) -> List[str]:
-    """How out-of-scope precision/recall and in-scope accuracy move with the fallback threshold."""
+    """How out-of-scope precision/recall and FAQ answer accuracy move with the fallback threshold."""
     rows = []
     for threshold in thresholds:
-        tp = fp = fn = in_scope_ok = in_scope = 0
+        tp = fp = fn = faq_ok = faq = 0
         for _, label, parse in parses:
             ranking = [r for r in parse.get("intent_ranking", []) if r["name"] != "nlu_fallback"]
             top = ranking[0] if ranking else {"name": "nlu_fallback", "confidence": 0.0}
@@ -73,62 +94,102 @@ def threshold_sweep(parses, thresholds) -> List[str]:
             tp += is_oos and said_oos
             fp += said_oos and not is_oos
             fn += is_oos and not said_oos
-            if not is_oos:
-                in_scope += 1
-                in_scope_ok += predicted == label.split("/")[0]
+            if label.startswith("faq/"):
+                faq += 1
+                chosen = parse.get("response_selector", {}).get("faq", {}).get("response", {})
+                faq_ok += predicted == "faq" and chosen.get("intent_response_key") == label
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
-        rows.append(f"  {threshold:.2f}   {precision:7.1%}   {recall:7.1%}   {in_scope_ok / in_scope:7.1%}")
+        rows.append(f"  {threshold:.2f}   {precision:7.1%}   {recall:7.1%}   {faq_ok / faq:7.1%}")
     return rows
+
+
+def print_table(title: str, columns: Dict[str, Dict[str, float]], rows: List[str]) -> None:
+    names = list(columns)
+    print(f"\n{title}\n")
+    print("| figure | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for row in rows:
+        cells = []
+        for name in names:
+            value = columns[name].get(row)
+            if value is None:
+                cells.append("")
+            elif row in ACCURACY_FIGURES:
+                cells.append(f"{value:.1%}")
+            else:
+                cells.append(f"{value:.1f}")
+        print(f"| {row} | " + " | ".join(cells) + " |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=40)
+    parser.add_argument("--skip", action="append", default=[], choices=list(CONFIGS),
+                        help="leave a Rasa config out (the stock one trains for about 20 minutes)")
     args = parser.parse_args()
 
-    examples = load_examples()
-    rest_messages = [text for text, _ in examples[:: max(1, len(examples) // args.messages)]][: args.messages]
-    results: Dict[str, Dict[str, float]] = {}
-    sweeps = {}
+    heldout = {part: load_examples(heldout_path(part)) for part in PARTS}
+    dev = heldout["dev"]
+    rest_messages = [text for text, _ in dev[:: max(1, len(dev) // args.messages)]][: args.messages]
+    accuracy: Dict[str, Dict[str, Dict[str, float]]] = {part: {} for part in PARTS}
+    timing: Dict[str, Dict[str, float]] = {}
+    sweep = None
+
+    training = labelled_training_examples()
+    for make_peer in (tfidf_peer, sentence_embedding_peer):
+        peer = make_peer(training)
+        threshold = peer.tune_threshold(dev)
+        print(f"{peer.name}: out-of-scope below similarity {threshold:.3f} (tuned on the dev part)", flush=True)
+        for part in PARTS:
+            accuracy[part][peer.name] = accuracy_figures(peer.parse_all(heldout[part]))
+
     with tempfile.TemporaryDirectory() as tmp:
-        for port, (name, config) in zip((5305, 5405), CONFIGS.items(), strict=True):
+        configs = {name: path for name, path in CONFIGS.items() if name not in args.skip}
+        for port, (name, config) in zip((5305, 5405, 5505), configs.items(), strict=False):
             print(f"Training {name} ({config.relative_to(PROJECT_ROOT)}) ...", flush=True)
-            train_s = train(config, Path(tmp), name)
-            model = Path(tmp) / f"{name}.tar.gz"
+            slug = "".join(c for c in name if c.isalnum())
+            train_s = train(config, Path(tmp), slug)
+            model = Path(tmp) / f"{slug}.tar.gz"
             start = time.perf_counter()
             agent = load_agent(str(model))
             load_s = time.perf_counter() - start
-            parses, parse_ms = asyncio.run(parse_all(agent, examples))
-            scores = score(parses, parse_ms)
-            sweeps[name] = parses
+            for part in PARTS:
+                parses, _ = asyncio.run(parse_all(agent, heldout[part]))
+                accuracy[part][name] = accuracy_figures(parses)
+                if part == "dev" and config == CONFIGS["this project"]:
+                    sweep = parses
             del agent
-            results[name] = {
+            timing[name] = {
                 "training time (s)": train_s,
                 "model load time (s)": load_s,
-                "intent accuracy": scores.intent_accuracy,
-                "FAQ answer accuracy": scores.faq_answer_accuracy,
-                "response-selector accuracy": scores.selector_accuracy,
-                "out-of-scope precision": scores.oos_precision,
-                "out-of-scope recall": scores.oos_recall,
                 "median REST reply (ms)": rest_reply_ms(model, rest_messages, args.rounds, port),
             }
 
-    print(f"\nHeld-out set: {len(examples)} messages. REST: median of {args.rounds} rounds "
-          f"x {len(rest_messages)} messages.\n")
-    print("| figure | this project | stock `rasa init` | ratio (ours / stock) |")
-    print("|---|---|---|---|")
-    for figure in results["ours"]:
-        ours, stock = results["ours"][figure], results["stock"][figure]
-        fmt = "{:.1%}" if "accuracy" in figure or "precision" in figure or "recall" in figure else "{:.1f}"
-        ratio = f"{ours / stock:.2f}" if stock else "n/a"
-        print(f"| {figure} | {fmt.format(ours)} | {fmt.format(stock)} | {ratio} |")
+    for part in PARTS:
+        sizes = f"{len(heldout[part])} messages"
+        label = "frozen: scored only when closing an issue" if part == "frozen" else "dev: studied"
+        print_table(f"Held-out {part} part ({sizes}; {label})", accuracy[part], list(ACCURACY_FIGURES))
+        ours = accuracy[part].get("this project")
+        if ours:
+            leads = {name: (ours["FAQ answer accuracy"] - figures["FAQ answer accuracy"]) * 100
+                     for name, figures in accuracy[part].items() if name != "this project"}
+            print("\nFAQ answer accuracy, this project's lead in points: "
+                  + ", ".join(f"{name} {lead:+.1f}" for name, lead in leads.items()))
 
-    print("\nFallback threshold sweep on this project's model (held-out set):")
-    print("  threshold  OOS prec.  OOS recall  in-scope acc.")
-    for row in threshold_sweep(sweeps["ours"], [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]):
-        print(row)
+    print_table(f"Timings (REST: median of {args.rounds} rounds x {len(rest_messages)} messages)",
+                timing, ["training time (s)", "model load time (s)", "median REST reply (ms)"])
+    base, ours = timing.get("before the encoder"), timing.get("this project")
+    if base and ours:
+        for figure in ("model load time (s)", "median REST reply (ms)"):
+            print(f"{figure}: this project / before the encoder = {ours[figure] / base[figure]:.2f}")
+
+    if sweep:
+        print("\nFallback threshold sweep on this project's model (dev part):")
+        print("  threshold  OOS prec.  OOS recall  FAQ answer acc.")
+        for row in threshold_sweep(sweep, [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]):
+            print(row)
     return 0
 
 
