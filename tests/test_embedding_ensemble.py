@@ -1,0 +1,71 @@
+"""The embedding ensemble: trained on real embeddings, it moves a ranking towards its own reading."""
+import numpy as np
+import pytest
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, INTENT_RESPONSE_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from components.embedding_ensemble import EmbeddingEnsemble, _blend
+from components.sentence_encoder import SentenceEncoderFeaturizer
+
+EXAMPLES = [
+    ("faq", "faq/addiction_risk", ["can you get addicted to ketamine", "is it habit forming", "will i get hooked"]),
+    ("faq", "faq/side_effects", ["what side effects are there", "does it make you nauseous", "will i feel dizzy"]),
+    ("greet", None, ["hello", "hi there", "good morning"]),
+]
+
+
+def message(text, intent=None, key=None):
+    data = {TEXT: text}
+    if intent:
+        data[INTENT] = intent
+    if key:
+        data[INTENT_RESPONSE_KEY] = key
+    return Message(data=data)
+
+
+@pytest.fixture()
+def ensemble(tmp_path):
+    featurizer = SentenceEncoderFeaturizer(SentenceEncoderFeaturizer.get_default_config(), "sentence_encoder")
+    examples = [message(t, intent, key) for intent, key, texts in EXAMPLES for t in texts]
+    featurizer.process_training_data(TrainingData(training_examples=examples))
+    storage, resource = LocalModelStorage(tmp_path), Resource("ensemble")
+    component = EmbeddingEnsemble({}, storage, resource)
+    component.train(TrainingData(training_examples=examples))
+    return EmbeddingEnsemble.load({}, storage, resource, None), featurizer
+
+
+def test_blend_averages_and_reorders():
+    ranking = [{"name": "a", "confidence": 0.6}, {"name": "b", "confidence": 0.4}]
+    blended = _blend(ranking, "name", {"a": 0.0, "b": 1.0}, 0.5)
+    assert [entry["name"] for entry in blended] == ["b", "a"]
+    assert blended[0]["confidence"] == pytest.approx(0.7)
+
+
+def test_a_wrong_topic_is_corrected_by_the_embedding(ensemble):
+    component, featurizer = ensemble
+    parsed = message("could i end up dependent on it")
+    featurizer.process([parsed])
+    parsed.set(INTENT, {"name": "greet", "confidence": 0.55})
+    parsed.set(INTENT_RANKING_KEY, [{"name": "greet", "confidence": 0.55}, {"name": "faq", "confidence": 0.45}])
+    parsed.set("response_selector", {"faq": {
+        "response": {"intent_response_key": "faq/side_effects", "confidence": 0.55, "responses": [],
+                     "utter_action": "utter_faq/side_effects"},
+        "ranking": [{"intent_response_key": "faq/side_effects", "confidence": 0.55},
+                    {"intent_response_key": "faq/addiction_risk", "confidence": 0.45}]}})
+    component.process([parsed])
+    assert parsed.get(INTENT)["name"] == "faq"
+    response = parsed.get("response_selector")["faq"]["response"]
+    assert response["intent_response_key"] == "faq/addiction_risk"
+    assert response["utter_action"] == "utter_faq/addiction_risk"
+    assert np.isclose(sum(e["confidence"] for e in parsed.get(INTENT_RANKING_KEY)), 1.0)
+
+
+def test_a_message_without_an_embedding_is_left_alone(ensemble):
+    component, _ = ensemble
+    parsed = message("hello")
+    parsed.set(INTENT, {"name": "greet", "confidence": 0.9})
+    component.process([parsed])
+    assert parsed.get(INTENT) == {"name": "greet", "confidence": 0.9}
