@@ -70,7 +70,7 @@ def _rest_messages(path: Path) -> Iterator[str]:
                 yield node.args[index].value
 
 
-def test_messages(root: Path = PROJECT_ROOT) -> Dict[str, List[str]]:
+def collect_test_messages(root: Path = PROJECT_ROOT) -> Dict[str, List[str]]:
     """Every message a test sends or scores, by the file it comes from."""
     tests = root / "tests"
     found: Dict[str, List[str]] = {}
@@ -134,7 +134,7 @@ def main() -> int:
     # Dropping one example can uncover another near copy of the same message.
     while True:
         training = training_examples()
-        found = [(source, hit) for source, messages in test_messages().items()
+        found = [(source, hit) for source, messages in collect_test_messages().items()
                  for hit in overlaps(training, messages)]
         if not drop or not found:
             break

@@ -1,10 +1,10 @@
 """No test message is a copy or a light edit of a training example (scripts/overlap.py)."""
 import pytest
 
-from scripts.overlap import normalise, overlaps, test_messages, training_examples
+from scripts.overlap import collect_test_messages, normalise, overlaps, training_examples
 
 TRAINING = training_examples()
-SOURCES = test_messages()
+SOURCES = collect_test_messages()
 
 
 def test_every_kind_of_test_message_is_checked():
@@ -17,7 +17,8 @@ def test_every_kind_of_test_message_is_checked():
 @pytest.mark.parametrize("source", sorted(SOURCES))
 def test_no_test_message_overlaps_training(source):
     found = overlaps(TRAINING, SOURCES[source])
-    assert not found, "\n".join(f"{message!r} ~ training {example!r} ({ratio:.2f})" for message, example, ratio in found)
+    assert not found, "\n".join(f"{message!r} ~ training {example!r} ({ratio:.2f})"
+                                 for message, example, ratio in found)
 
 
 @pytest.mark.parametrize("message, verdict", [
