@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -41,7 +40,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def model_dir() -> Path:
-    return Path(os.environ.get("ENCODER_DIR", PROJECT_ROOT / "build" / "all-MiniLM-L6-v2"))
+    """Where `make install` unpacks the encoder (the Makefile's ENCODER)."""
+    return PROJECT_ROOT / "build" / "all-MiniLM-L6-v2"
 
 
 def weights_sha256(directory: Path | None = None) -> str:
