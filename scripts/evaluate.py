@@ -71,14 +71,7 @@ def rest_reply_ms(model: Path, messages: List[str], rounds: int, port: int) -> f
 
 
 def accuracy_figures(parses) -> Dict[str, float]:
-    scores = score(parses, [])
-    return {
-        "FAQ answer accuracy": scores.faq_answer_accuracy,
-        "out-of-scope precision": scores.oos_precision,
-        "out-of-scope recall": scores.oos_recall,
-        "intent accuracy": scores.intent_accuracy,
-        "response-selector accuracy": scores.selector_accuracy,
-    }
+    return score(parses, []).figures()
 
 
 def threshold_sweep(parses, thresholds) -> List[str]:

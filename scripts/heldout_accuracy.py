@@ -27,13 +27,7 @@ def main() -> int:
     for part in args.part or PARTS:
         path = heldout_path(part)
         scores, _ = evaluate_model(args.model, load_examples(path))
-        figures = {
-            "FAQ answer accuracy": scores.faq_answer_accuracy,
-            "out-of-scope precision": scores.oos_precision,
-            "out-of-scope recall": scores.oos_recall,
-            "intent accuracy": scores.intent_accuracy,
-            "response-selector accuracy": scores.selector_accuracy,
-        }
+        figures = scores.figures()
         print(f"Held-out {part} part ({path.name}): {scores.n_messages} messages, "
               f"{scores.n_faq} FAQ, {scores.n_oos} out of scope")
         for name, value in figures.items():

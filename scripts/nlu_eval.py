@@ -57,6 +57,16 @@ class Scores:
     median_parse_ms: float
     errors: List[Tuple[str, str, str]]
 
+    def figures(self) -> Dict[str, float]:
+        """The headline first: what a visitor gets (the right answer, out of scope caught)."""
+        return {
+            "FAQ answer accuracy": self.faq_answer_accuracy,
+            "out-of-scope precision": self.oos_precision,
+            "out-of-scope recall": self.oos_recall,
+            "intent accuracy": self.intent_accuracy,
+            "response-selector accuracy": self.selector_accuracy,
+        }
+
 
 def _ratio(numerator: int, denominator: int) -> float:
     return numerator / denominator if denominator else 0.0
