@@ -76,4 +76,4 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
 
     @classmethod
     def validate_config(cls, config: Dict[Text, Any]) -> None:
-        pass
+        """Nothing to check: the alias is the only option."""
