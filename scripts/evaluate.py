@@ -28,7 +28,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts.nlu_eval import OUT_OF_SCOPE, PARTS, heldout_path, load_agent, load_examples, parse_all, score  # noqa: E402
-from scripts.peers import labelled_training_examples, sentence_embedding_peer, tfidf_peer  # noqa: E402
+from scripts.overlap import labelled_training_examples  # noqa: E402
+from scripts.peers import sentence_embedding_peer, tfidf_peer  # noqa: E402
 from scripts.services import PROJECT_ROOT, VENV_BIN, Services, rasa_services  # noqa: E402
 
 CONFIGS = {

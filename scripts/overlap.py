@@ -38,8 +38,14 @@ def nlu_examples(path: Path) -> Iterator[Tuple[str, str]]:
                 yield label, _ANNOTATION.sub(r"\1", line[2:].strip())
 
 
+def labelled_training_examples(root: Path = PROJECT_ROOT) -> List[Tuple[str, str]]:
+    """(text, label) for every example in data/nlu, FAQ examples labelled faq/<topic>."""
+    return [(text, label) for path in sorted((root / "data" / "nlu").rglob("*.yml"))
+            for label, text in nlu_examples(path)]
+
+
 def training_examples(root: Path = PROJECT_ROOT) -> List[str]:
-    return [text for path in sorted((root / "data" / "nlu").rglob("*.yml")) for _, text in nlu_examples(path)]
+    return [text for text, _ in labelled_training_examples(root)]
 
 
 def _panel_messages(path: Path) -> Iterator[str]:

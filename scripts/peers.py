@@ -7,21 +7,12 @@ parses shaped like Rasa's, so `scripts/nlu_eval.score` scores them the same way.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-from scripts.overlap import PROJECT_ROOT, nlu_examples
-
 OUT_OF_SCOPE = "out_of_scope"
 THRESHOLDS = np.arange(0.0, 0.95, 0.025)
-
-
-def labelled_training_examples(root: Path = PROJECT_ROOT) -> List[Tuple[str, str]]:
-    """(text, label) for every intent example in data/nlu, FAQ examples as faq/<topic>."""
-    return [(text, label) for path in sorted((root / "data" / "nlu").rglob("*.yml"))
-            for label, text in nlu_examples(path) if label]
 
 
 def as_parse(label: str, similarity: float, threshold: float) -> Dict:
