@@ -5,7 +5,8 @@ intents and one over FAQ topics, trained on the same examples. Their probabiliti
 averaged with DIET's intent ranking and the ResponseSelector's topic ranking, before the
 FallbackClassifier decides. DIET leans on word and character counts, the regressions on
 meaning only, so their mistakes differ and the average makes fewer: on the dev part of the
-held-out set, out-of-scope precision 92% -> 100% and topic accuracy 97% -> 98.5% (README).
+held-out set, same data and same DIET, FAQ answer accuracy 93.9% -> 97.5% and out-of-scope
+precision 89% -> 97% (README).
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import numpy as np
 from scipy.special import erf
@@ -149,9 +149,3 @@ def shared_encoder() -> MiniLMEncoder:
     """One encoder per process: the weights are 90 MB."""
     return MiniLMEncoder()
 
-
-def nearest(query: np.ndarray, matrix: np.ndarray) -> Tuple[int, float]:
-    """Index and cosine similarity of the row of `matrix` (unit rows) closest to `query`."""
-    similarities = matrix @ query
-    best = int(np.argmax(similarities))
-    return best, float(similarities[best])
