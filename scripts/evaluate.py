@@ -6,8 +6,10 @@ the stock `rasa init` config. Untrained peers: TF-IDF nearest neighbour and Mini
 sentence-embedding nearest neighbour over the same training examples, their out-of-scope
 thresholds tuned on the dev part. Every figure is printed for the dev part (studied) and the
 frozen part (scored only when closing an issue). Reply time: median over --rounds rounds of
-the median REST reply over --messages dev messages, each a new conversation. Training time is
-measured with one config training on each core.
+the median REST reply over --messages dev messages, each a new conversation. Load time: median
+over --rounds rounds of loading each model in turn, after one untimed load that pays Rasa's
+imports, with the sentence encoder's weights read again each time. Training time is measured
+with one config training on each core.
 """
 import argparse
 import asyncio
@@ -69,6 +71,22 @@ def rest_reply_ms(model: Path, messages: List[str], rounds: int, port: int) -> f
                 timings.append((time.perf_counter() - start) * 1000)
             medians.append(statistics.median(timings))
     return statistics.median(medians)
+
+
+def load_times(models: Dict[str, Path], rounds: int) -> Dict[str, float]:
+    """Median seconds to load each model, the models taking turns in one process."""
+    from components.minilm import shared_encoder
+
+    load_agent(str(next(iter(models.values()))))
+    seconds: Dict[str, List[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            shared_encoder.cache_clear()
+            start = time.perf_counter()
+            agent = load_agent(str(model))
+            seconds[name].append(time.perf_counter() - start)
+            del agent
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def accuracy_figures(parses) -> Dict[str, float]:
@@ -152,21 +170,20 @@ def main() -> int:
             futures = {name: pool.submit(train, path, Path(tmp), slugs[name])
                        for name, path in sorted(configs.items(), key=lambda item: "stock" not in item[0])}
             train_seconds = {name: future.result() for name, future in futures.items()}
-        for port, (name, config) in zip((5305, 5405, 5505), configs.items(), strict=False):
-            train_s = train_seconds[name]
-            model = Path(tmp) / f"{slugs[name]}.tar.gz"
-            start = time.perf_counter()
+        models = {name: Path(tmp) / f"{slugs[name]}.tar.gz" for name in configs}
+        for name, model in models.items():
             agent = load_agent(str(model))
-            load_s = time.perf_counter() - start
             for part in PARTS:
                 parses, _ = asyncio.run(parse_all(agent, heldout[part]))
                 accuracy[part][name] = accuracy_figures(parses)
-                if part == "dev" and config == CONFIGS["this project"]:
+                if part == "dev" and configs[name] == CONFIGS["this project"]:
                     sweep = parses
             del agent
+        load_seconds = load_times(models, args.rounds)
+        for port, (name, model) in zip((5305, 5405, 5505), models.items(), strict=False):
             timing[name] = {
-                "training time (s)": train_s,
-                "model load time (s)": load_s,
+                "training time (s)": train_seconds[name],
+                "model load time (s)": load_seconds[name],
                 "median REST reply (ms)": rest_reply_ms(model, rest_messages, args.rounds, port),
             }
 
