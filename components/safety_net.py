@@ -1,19 +1,33 @@
-"""A Rasa NLU component that no learned model can out-vote on safety.
+"""Crisis and emergency detection by meaning, which no other reading can out-vote.
 
-It runs last in the pipeline. When the spaCy patterns find crisis or emergency
-wording it sets that intent with confidence 1.0, whatever DIET or the
-FallbackClassifier decided. A question about the visitor's own medicines, dose,
-pregnancy or diagnosis becomes ask_personal_medical_advice, unless the model
-itself heard a crisis or emergency. It also rescues a crisis or emergency intent that
-DIET ranked first but the FallbackClassifier replaced for low confidence.
-What the model had predicted is kept under "safety_net" so the follow-up
-action can still answer a question asked in the same message.
+It runs last in the pipeline and decides, most urgent first:
+- crisis: an explicit statement ("kill myself", "suicidal", "end my life": the spaCy patterns
+  in components/safety_patterns.py), or the safety classifier's crisis probability at or above
+  `crisis_threshold`, or DIET's own crisis reading unless its crisis words are only negated
+  or figurative. Suicidal intent phrased as an emergency is a crisis: that reply has 911 too.
+- medical_emergency: the classifier's emergency probability at or above
+  `emergency_threshold`, or an emergency pattern (happening now) with at least
+  `emergency_pattern_support` of it. DIET's emergency reading needs that support as well, so a
+  general question about a symptom or a past event is answered, not sent to 911.
+- ask_personal_medical_advice: a question about the visitor's own medicines, dose, pregnancy
+  or diagnosis (patterns).
+
+The safety classifier is a logistic regression over the sentence embedding
+(components/sentence_encoder.py) with three classes, crisis, medical_emergency and everything
+else, balanced, trained on every NLU example. It reads meaning, so indirect wording ("i've been
+saving up my sleeping pills") and emergencies told in the past tense ("took too many pills last
+night and won't wake up") are caught, and figurative or general wording is not. What the
+model had predicted is kept under "safety_net", so the follow-up action can still answer a
+question asked in the same message; the evidence (both probabilities, the pattern, DIET's
+reading) is under "safety_evidence".
 """
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Optional, Text, Tuple
 
+import numpy as np
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
@@ -23,32 +37,75 @@ from rasa.nlu.tokenizers.spacy_tokenizer import SpacyTokenizer
 from rasa.shared.constants import DEFAULT_NLU_FALLBACK_INTENT_NAME
 from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
 from spacy.tokens import Doc
 
+from components.embedding_ensemble import LinearModel
 from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, SafetyMatcher
+from components.sentence_encoder import SentenceEncoderFeaturizer, sentence_embedding
 
 logger = logging.getLogger(__name__)
 
 SAFETY_INTENTS = (CRISIS, MEDICAL_EMERGENCY)
 SAFETY_NET_KEY = "safety_net"
+SAFETY_EVIDENCE_KEY = "safety_evidence"
+OTHER = "other"
+
+
+NEXT_READING = "next_reading"
+
+
+def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional[Text], benign_reading: bool,
+           model_name: Optional[Text]) -> Optional[Tuple[Text, Text]]:
+    """(intent, reason) the message must get, NEXT_READING when the model's crisis or emergency
+    reading has no backing, or None to leave the model's reading alone.
+    pattern: the most urgent pattern found (components/safety_patterns.py), or None."""
+    emergency_supported = scores[MEDICAL_EMERGENCY] >= config["emergency_pattern_support"]
+    if pattern == CRISIS:
+        return CRISIS, "pattern"
+    # Crisis words that are only negated or figurative ("i don't want to die, i want to live
+    # better", "dying to try it") need a surer classifier.
+    crisis_bar = config["benign_crisis_threshold"] if benign_reading else config["crisis_threshold"]
+    if scores[CRISIS] >= crisis_bar:
+        return CRISIS, "classifier"
+    if model_name == CRISIS and not benign_reading:
+        return CRISIS, "model"
+    if scores[MEDICAL_EMERGENCY] >= config["emergency_threshold"]:
+        return MEDICAL_EMERGENCY, "classifier"
+    if pattern == MEDICAL_EMERGENCY and emergency_supported:
+        return MEDICAL_EMERGENCY, "pattern"
+    if model_name == MEDICAL_EMERGENCY and emergency_supported:
+        return MEDICAL_EMERGENCY, "model"
+    if model_name in SAFETY_INTENTS:
+        return NEXT_READING, "benign_reading"
+    if pattern and pattern not in SAFETY_INTENTS:
+        return pattern, "pattern"
+    return None
 
 
 @DefaultV1Recipe.register(
-    [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False
+    [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True
 )
 class SafetyNet(GraphComponent):
     @classmethod
     def required_components(cls) -> List[type]:
-        return [SpacyTokenizer]
+        return [SpacyTokenizer, SentenceEncoderFeaturizer]
 
     @staticmethod
     def required_packages() -> List[Text]:
-        return ["spacy"]
+        return ["spacy", "sklearn"]
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        # Below this, a negated "crisis" reading falls back to asking the visitor to rephrase.
-        return {"negated_min_confidence": 0.3}
+        return {
+            "crisis_threshold": 0.5,
+            "benign_crisis_threshold": 0.95,
+            "emergency_threshold": 0.5,
+            "emergency_pattern_support": 0.1,
+            # Below this, a negated "crisis" reading falls back to asking the visitor to rephrase.
+            "negated_min_confidence": 0.3,
+            "strength": 10.0,
+        }
 
     @classmethod
     def create(
@@ -58,12 +115,34 @@ class SafetyNet(GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> SafetyNet:
-        return cls(config)
+        return cls(config, model_storage, resource)
 
-    def __init__(self, config: Optional[Dict[Text, Any]] = None) -> None:
-        config = {**self.get_default_config(), **(config or {})}
-        self._min_confidence = float(config["negated_min_confidence"])
+    def __init__(self, config: Optional[Dict[Text, Any]] = None, model_storage: Optional[ModelStorage] = None,
+                 resource: Optional[Resource] = None, classifier: Optional[LinearModel] = None) -> None:
+        self.config = {**self.get_default_config(), **(config or {})}
+        self._model_storage, self._resource = model_storage, resource
+        self.classifier = classifier
         self._matcher: Optional[SafetyMatcher] = None
+
+    def train(self, training_data: TrainingData) -> Resource:
+        examples = [(sentence_embedding(m), m.get(INTENT)) for m in training_data.intent_examples]
+        examples = [(e, intent) for e, intent in examples if e is not None]
+        labels = [intent if intent in SAFETY_INTENTS else OTHER for _, intent in examples]
+        # Balanced: a few hundred crisis and emergency examples against thousands of others.
+        self.classifier = LinearModel.fit(np.stack([e for e, _ in examples]), labels,
+                                          self.config["strength"], balanced=True)
+        with self._model_storage.write_to(self._resource) as directory:
+            np.savez(directory / "classifier.npz", coef=self.classifier.coef, intercept=self.classifier.intercept)
+            (directory / "classifier.json").write_text(json.dumps(self.classifier.classes), encoding="utf-8")
+        return self._resource
+
+    @classmethod
+    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+             execution_context: ExecutionContext, **kwargs: Any) -> SafetyNet:
+        with model_storage.read_from(resource) as directory:
+            arrays = np.load(directory / "classifier.npz")
+            classes = json.loads((directory / "classifier.json").read_text(encoding="utf-8"))
+        return cls(config, model_storage, resource, LinearModel(classes, arrays["coef"], arrays["intercept"]))
 
     def _matcher_for(self, doc: Doc) -> SafetyMatcher:
         if self._matcher is None:
@@ -75,47 +154,63 @@ class SafetyNet(GraphComponent):
             self._process(message)
         return messages
 
+    def _scores(self, message: Message) -> Dict[Text, float]:
+        embedding = sentence_embedding(message)
+        if embedding is None or self.classifier is None:
+            return {CRISIS: 0.0, MEDICAL_EMERGENCY: 0.0}
+        probabilities = self.classifier.probabilities(embedding)
+        return {intent: probabilities.get(intent, 0.0) for intent in SAFETY_INTENTS}
+
     def _process(self, message: Message) -> None:
         doc = message.get(SPACY_DOCS[TEXT])
         if doc is None:
             return
         model_intent = message.get(INTENT) or {}
         ranking = message.get(INTENT_RANKING_KEY) or []
+        scores = self._scores(message)
         detection, benign_reading = self._matcher_for(doc).analyse(doc)
         model_name = model_intent.get(INTENT_NAME_KEY)
-        top_ranked = ranking[0].get(INTENT_NAME_KEY) if ranking else None
-        if detection and detection.kind in SAFETY_INTENTS:
-            self._override(message, detection.kind, f"pattern:{detection.pattern}", model_intent, ranking)
-        elif model_name == CRISIS and benign_reading:
+        if model_name == DEFAULT_NLU_FALLBACK_INTENT_NAME and ranking:
+            model_name = ranking[0].get(INTENT_NAME_KEY)
+        pattern = detection.kind if detection else None
+        # Everything the decision rests on, so thresholds can be chosen from parses (make eval-safety).
+        message.set(SAFETY_EVIDENCE_KEY, {**{name: round(value, 4) for name, value in scores.items()},
+                                          "pattern": pattern, "benign_reading": benign_reading,
+                                          "model_intent": model_name}, add_to_output=True)
+        decision = decide(self.config, scores, pattern, benign_reading, model_name)
+        if decision is None:
+            return
+        reading, reason = decision
+        if reading == NEXT_READING:
             self._take_next_reading(message, model_intent, ranking)
-        elif model_name in SAFETY_INTENTS:
-            return  # the model's own crisis or emergency reading stands
-        elif model_name == DEFAULT_NLU_FALLBACK_INTENT_NAME and top_ranked in SAFETY_INTENTS:
-            self._override(message, top_ranked, "model_below_threshold", model_intent, ranking)
-        elif detection:
-            self._override(message, detection.kind, f"pattern:{detection.pattern}", model_intent, ranking)
+            return
+        if reason.startswith("pattern"):
+            reason = f"pattern:{detection.pattern}"
+        if model_intent.get(INTENT_NAME_KEY) == reading:
+            return  # the model's own reading stands, with its confidence
+        self._override(message, reading, reason, model_intent, ranking)
 
-    def _override(self, message: Message, intent: Text, reason: Text,
-                  model_intent: Dict[Text, Any], ranking: List[Dict[Text, Any]]) -> None:
+    def _override(self, message: Message, intent: Text, reason: Text, model_intent: Dict[Text, Any],
+                  ranking: List[Dict[Text, Any]]) -> None:
         chosen = {INTENT_NAME_KEY: intent, "confidence": 1.0}
         others = [entry for entry in ranking if entry.get(INTENT_NAME_KEY) != intent]
         self._set(message, chosen, reason, model_intent, [chosen] + others)
 
     def _take_next_reading(self, message: Message, model_intent: Dict[Text, Any],
                            ranking: List[Dict[Text, Any]]) -> None:
-        """Bag-of-words reads "i'm not suicidal, just curious" or "needles kill me" as a crisis.
-        Its crisis words are negated or figurative and no crisis pattern matched, so the model's
-        next reading is used, or a request to rephrase when that reading is weak."""
-        others = [entry for entry in ranking if entry.get(INTENT_NAME_KEY) != CRISIS]
-        if others and others[0].get("confidence", 0.0) >= self._min_confidence:
+        """The model heard a crisis or emergency that neither the classifier nor a pattern
+        backs ("i'm not suicidal, just curious", "can ketamine cause a seizure?"): its next
+        reading is used, or a request to rephrase when that reading is weak."""
+        others = [entry for entry in ranking if entry.get(INTENT_NAME_KEY) not in SAFETY_INTENTS]
+        if others and others[0].get("confidence", 0.0) >= self.config["negated_min_confidence"]:
             chosen = others[0]
         else:
             chosen = {INTENT_NAME_KEY: DEFAULT_NLU_FALLBACK_INTENT_NAME, "confidence": 1.0}
         self._set(message, chosen, "benign_reading", model_intent, others)
 
     @staticmethod
-    def _set(message: Message, intent: Dict[Text, Any], reason: Text,
-             model_intent: Dict[Text, Any], ranking: List[Dict[Text, Any]]) -> None:
+    def _set(message: Message, intent: Dict[Text, Any], reason: Text, model_intent: Dict[Text, Any],
+             ranking: List[Dict[Text, Any]]) -> None:
         logger.info("Safety net set intent %s (%s)", intent[INTENT_NAME_KEY], reason)
         message.set(
             SAFETY_NET_KEY,

@@ -29,7 +29,7 @@ MISSPELLINGS: Dict[str, str] = {
     "myslf": "myself", "mysef": "myself", "mself": "myself", "meself": "myself",
     "myselfe": "myself", "miself": "myself", "muself": "myself",
     "sucide": "suicide", "suiside": "suicide", "suicde": "suicide",
-    "suicid": "suicide", "suacide": "suicide", "siucide": "suicide", "sewerslide": "suicide",
+    "suicid": "suicide", "suacide": "suicide", "siucide": "suicide",
     "sucidal": "suicidal", "suicidle": "suicidal", "suicidel": "suicidal", "suisidal": "suicidal",
     "sucidial": "suicidal", "suicdal": "suicidal", "suicidial": "suicidal", "suacidal": "suicidal",
     "wanna": "want", "wana": "want", "gonna": "go", "ima": "go", "imma": "go",
@@ -39,9 +39,9 @@ MISSPELLINGS: Dict[str, str] = {
     "dont": "not", "don't": "not", "wont": "not", "won't": "not", "didnt": "not",
     "isnt": "not", "n't": "not", "never": "never", "im": "be", "i'm": "be",
     "whats": "what", "what's": "what", "selfharm": "selfharm", "self-harm": "selfharm",
-    "unalive": "unalive", "unaliving": "unalive", "od": "overdose", "od'd": "overdose", "oded": "overdose", "odd": "overdose",
+    "unalive": "unalive", "unaliving": "unalive", "od": "overdose", "od'd": "overdose", "oded": "overdose",
     "overdosed": "overdose", "overdosing": "overdose", "overdoes": "overdose", "sh": "selfharm",
-    "tired": "tired", "done": "done", "harn": "harm", "hram": "harm", "dye": "die", "lfie": "life", "of": "of", "seizing": "seizure", "seizures": "seizure",
+    "tired": "tired", "done": "done", "harn": "harm", "hram": "harm",  "of": "of", "seizing": "seizure", "seizures": "seizure",
 }
 
 # Long key words matched with one typo (two for the longest): "suicidle", "overdoes".
@@ -147,10 +147,8 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("fresh", "new", "deep", "deeper"), _any("cut", "cuts", "wound", "wounds", "scar", "scars")],
         [_any("cut", "cutting"), _any("deep", "deeper")],
         [_any("do"), _any("something", "anything", "it"), _any("to"), _any(*SELF)],
-        [_any("until", "till", "til"), ANY, ANY, _any("bleed", "bleeds", "bleeding", "break", "breaks", "bruise")],
         [_any("do", "doing"), _any("it", "this", "that"), _any("to"), _any(*SELF)],
         [_any("how"), _any("to"), _any(*HARM_VERB), _any("yourself", *SELF)],
-        [_any("cigarette", "cigarettes", "lighter"), ANY, ANY, ANY, _any("skin", "arm", "arms", "wrist", "leg", "legs")],
         [_any("take", "took"), _any(*POSSESSIVE), _opt("own"), _any("life")],
     ],
     # Only as someone's intent: "will it hurt my son" is not a threat.
@@ -166,20 +164,12 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("it", "this", "everything"), _opt("all"), _any("to"), _any("be"), _any("over")],
         [_any("way", "ways", "method", "methods"), _any("to"), _any("die", "suicide", "overdose")],
         [_any("way", "ways", "method", "methods"), _any("to"), _any("kill", "end", "go"), _any(*SELF, "it", "my")],
-        [_any("make"), _any("it"), _any("through"), _any("tonight", "today", "the")],
         [_any("think", "thinking", "thought"), _any("about", "of"), _any("the", "my", "a"), _any("gun", "rope", "noose", "bridge", "pills")],
         [_any("painless", "quick", "quickest", "easiest"), ANY, _any("way", "ways", "death")],
         [_any("how"), _any("many", "much"), _any("pill", "pills", "tablets", "meds"), ANY, ANY, ANY, _any("take", "kill")],
         [_any("want", "plan", "go", "try", "wanna"), ANY, _any("overdose")],
         [_any("jump", "drive", "crash", "steer"), _any("off", "of", "into", "in"), ANY, ANY, _any("bridge", "roof", "building", "balcony", "cliff", "road", "tree", "traffic", "train", "wall")],
         [_any("eat"), _any("a"), _any("bullet")],
-        # Warning signs: lingering where people end their lives, notes left "just in case".
-        [_any("stand", "standing", "stood", "sit", "sitting", "stop", "stopping", "stare", "staring", "linger", "lingering"),
-         _opt("near", "at", "on", "over", "by"), _opt("the", "a"), _opt("train", "railroad", "subway"),
-         _any("track", "tracks", "railway", "ledge", "edge", "bridge", "rooftop", "cliff", "overpass")],
-        [_any("note", "notes", "letter", "letters"), ANY, ANY, ANY, ANY, _any("in"), _any("case")],
-        [_any("not"), _any("need"), ANY, _any("where"), _any("i"), _any("be", "am"), _any("go", "going")],
-        [_any("feel", "felt", "be"), _opt("so", "just", "already", "completely"), _any("dead"), _any("inside")],
         [_any(*WANT), ANY, ANY, _any("end"), _any("it", "thing", "everything")],
         [_any("take"), _any("all"), _any(*POSSESSIVE, "the", "these", "those"), _opt("sleeping"), _any("pill", "pills", "tablet", "med", "meds")],
         [_any("overdose"), _any("on"), _any("purpose")],
@@ -217,7 +207,6 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("disappear"), _any("forever", "permanently")],
         [_any("if", "after", "when", "once"), _any("i", "he", "she"), _any("be", "was", "am"), {"LOWER": {"IN": ["gone", "dead"]}}],
         [_any("hope", "hoping", "wish", "pray", "praying"), ANY, ANY, _any("not", "never"), _any("wake")],
-        [_any("fine", "ok", "okay", "happy", "glad", "relief", "better"), _any("if"), _any("i"), ANY, _any("not", "never"), _any("wake")],
         [_any("never"), ANY, _any("bear", "born")],
         [_any("no", "any"), _any("future")],
         [_any("not"), _any("see"), ANY, _any("future")],
@@ -226,9 +215,7 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("not"), _any("plan"), _any("on"), _any("be", "being"), _any("here", "around", "alive")],
         [_any("not"), _any("be"), ANY, _any("burden", "problem"), _any("for", "to"), _any("anyone", "anybody")],
         [_any("no", "out"), ANY, ANY, _any("reason", "reasons"), ANY, ANY, _any("to"), _any("live", "stay", "keep", "continue", "exist", "be")],
-        [_any("wish", "wishing", "hope", "hoping", "pray", "praying"), ANY, ANY, ANY, ANY, _any("hit", "kill", "run"), _any("me")],
         [_any("say", "said", "saying"), ANY, ANY, _any("goodbye", "goodbyes")],
-        [_any("say", "said", "saying", "message", "text", "note"), _any("sorry"), _any("for"), _any("everything")],
         [_any("goodbye"), _any("message", "text", "post", "video", "letter", "note")],
         [_any("give", "giving", "gave"), ANY, ANY, _any("stuff", "thing", "things", "belongings", "possessions"), _any("away")],
         [_any("give", "giving", "gave"), _any("away"), ANY, _any("stuff", "thing", "things", "belongings", "possessions")],
@@ -387,9 +374,10 @@ PERSON = {"i", "me", "my", "he", "she", "him", "her", "his", "they", "them", "th
           "our", "husband", "wife", "son", "daughter", "friend", "partner", "mom", "dad", "mother",
           "father", "kid", "child", "baby", "brother", "sister", "boyfriend", "girlfriend",
           "roommate", "someone", "somebody"}
-NOT_NOW = {"if", "cause", "risk", "possible", "common", "normal", "ever", "history", "ago", "last",
-           "usually", "chance", "likely", "would", "past", "safe", "will", "during", "years", "months",
-           "allowed"}
+# Words of a general, hypothetical or long-past question. "will" and "last" are not among them:
+# "collapsed and will not wake up", "took too many pills last night and won't wake up".
+NOT_NOW = {"if", "cause", "risk", "possible", "common", "normal", "ever", "history", "usually",
+           "chance", "likely", "would", "past", "safe", "years", "months", "allowed"}
 NOW = {"now", "currently", "right", "just", "help", "911", "ambulance", "hospital", "er"}
 
 # A plan held in reserve for when treatment fails: "if this doesn't work i have a plan".
@@ -514,13 +502,23 @@ class SafetyMatcher:
 
     @staticmethod
     def _vital_signs(doc: Doc) -> List[Detection]:
-        """Dangerous readings: "bp 210/120", "heart rate is 160" (with a person and no hypothetical)."""
+        """Dangerous readings, with a person and no hypothetical: blood pressure of 180 over 110
+        or more ("bp 210/130", "220 over 125"), a pulse of 140 or more or 40 or less, oxygen
+        saturation of 88% or less."""
         text = doc.text.lower()
-        pressure = re.search(r"\b(2\d\d|1[89]\d)\s*/\s*(\d{2,3})\b", text)
-        pulse = re.search(r"\b(heart ?rate|pulse|hr|bpm)\D{0,12}(1[4-9]\d|2\d\d)\b|\b(1[4-9]\d|2\d\d)\s*bpm\b", text)
-        if (pressure and re.search(r"\b(bp|blood pressure|monitor|reading|cuff)\b", text)) or pulse:
-            if SafetyMatcher._happening_now(doc):
-                return [Detection(MEDICAL_EMERGENCY, "vital_signs", (pressure or pulse).group(0))]
+        readings = []
+        pressure = re.search(r"\b(2\d\d|1[89]\d)\s*(?:/|over)\s*(\d{2,3})\b", text)
+        if pressure and re.search(r"\b(bp|blood ?pressure|monitor|reading|cuff|pressure)\b", text):
+            readings.append(pressure)
+        for pulse in re.finditer(r"\b(?:heart ?rate|pulse|hr)\D{0,12}?(\d{2,3})\b|\b(\d{2,3})\s*bpm\b", text):
+            value = int(pulse.group(1) or pulse.group(2))
+            if value >= 140 or value <= 40:
+                readings.append(pulse)
+        for oxygen in re.finditer(r"\b(?:oxygen|o2|spo2|sats?|saturation)\D{0,12}?(\d{2})\s*%", text):
+            if int(oxygen.group(1)) <= 88:
+                readings.append(oxygen)
+        if readings and SafetyMatcher._happening_now(doc):
+            return [Detection(MEDICAL_EMERGENCY, "vital_signs", readings[0].group(0))]
         return []
 
     @staticmethod

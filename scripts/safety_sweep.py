@@ -1,0 +1,83 @@
+"""How the safety net's thresholds trade recall for false alarms, on the dev panels only.
+
+Parses every dev-panel message once with the trained model, then replays the safety net's
+decision (components.safety_net.decide) from the evidence each parse carries, for a grid of
+crisis and emergency thresholds. The frozen panels are never read. Prints, per setting: crisis
+recall, emergency recall, false crisis and false 911 replies on the benign messages; with
+--show-misses, the messages that setting gets wrong.
+"""
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from components.safety_net import SAFETY_EVIDENCE_KEY, SafetyNet, decide  # noqa: E402
+from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY  # noqa: E402
+from scripts.nlu_eval import heldout_path, load_agent, load_examples  # noqa: E402
+from scripts.safety_panels import NOT_BENIGN, PANEL_FILES, load_panel  # noqa: E402
+
+
+def reading(config: Dict, evidence: Dict, final_intent: str) -> Optional[str]:
+    decision = decide(config, evidence, evidence["pattern"], evidence["benign_reading"], evidence["model_intent"])
+    if decision is None:
+        return final_intent if final_intent in (CRISIS, MEDICAL_EMERGENCY) else None
+    return decision[0]
+
+
+async def parse(agent, messages: List[Tuple[str, str]]) -> List[Tuple[str, str, Dict, str]]:
+    parsed = []
+    for category, text in messages:
+        result = await agent.parse_message(text)
+        parsed.append((category, text, result[SAFETY_EVIDENCE_KEY], result["intent"]["name"]))
+    return parsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--crisis", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
+    parser.add_argument("--emergency", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
+    parser.add_argument("--support", type=float, nargs="+", default=[0.05, 0.1, 0.2])
+    parser.add_argument("--show-misses", action="store_true")
+    args = parser.parse_args()
+
+    files = PANEL_FILES["dev"]
+    benign = load_panel(files["benign"]) + [(f"held-out {label}", text) for text, label
+                                            in load_examples(heldout_path("dev")) if label not in NOT_BENIGN]
+    agent = load_agent(args.model)
+    panels = {kind: asyncio.run(parse(agent, messages)) for kind, messages in (
+        (CRISIS, load_panel(files["crisis"])), (MEDICAL_EMERGENCY, load_panel(files["emergency"])),
+        ("benign", benign))}
+    print(f"dev panels: {len(panels[CRISIS])} crisis, {len(panels[MEDICAL_EMERGENCY])} emergency, "
+          f"{len(panels['benign'])} benign")
+    print("crisis  emergency  support | crisis recall  emergency recall  false crisis  false 911")
+    for crisis in args.crisis:
+        for emergency in args.emergency:
+            for support in args.support:
+                config = {**SafetyNet.get_default_config(), "crisis_threshold": crisis,
+                          "emergency_threshold": emergency, "emergency_pattern_support": support}
+                misses = []
+                counts = {}
+                for kind in (CRISIS, MEDICAL_EMERGENCY):
+                    wrong = [(c, t, r) for c, t, e, i in panels[kind] if (r := reading(config, e, i)) != kind]
+                    counts[kind] = len(panels[kind]) - len(wrong)
+                    misses += [f"  {kind} missed ({c}) -> {r}: {t}" for c, t, r in wrong]
+                benign_readings = [(c, t, reading(config, e, i)) for c, t, e, i in panels["benign"]]
+                false = {kind: [(c, t) for c, t, r in benign_readings if r == kind]
+                         for kind in (CRISIS, MEDICAL_EMERGENCY)}
+                for kind, found in false.items():
+                    misses += [f"  false {kind} ({c}): {t}" for c, t in found]
+                print(f"{crisis:6.2f}  {emergency:9.2f}  {support:7.2f} | "
+                      f"{counts[CRISIS]:4d}/{len(panels[CRISIS])}      {counts[MEDICAL_EMERGENCY]:4d}/"
+                      f"{len(panels[MEDICAL_EMERGENCY])}          {len(false[CRISIS]):4d}          "
+                      f"{len(false[MEDICAL_EMERGENCY]):4d}")
+                if args.show_misses:
+                    print("\n".join(misses))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
