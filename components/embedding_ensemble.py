@@ -27,18 +27,19 @@ from components.sentence_encoder import sentence_embedding
 RESPONSE_SELECTOR = "response_selector"
 
 
-class LinearModel:
+class _LinearModel:
     """Softmax over `embedding @ coef.T + intercept`: a fitted multinomial logistic regression."""
 
     def __init__(self, classes: List[str], coef: np.ndarray, intercept: np.ndarray) -> None:
         self.classes, self.coef, self.intercept = classes, coef, intercept
 
     @classmethod
-    def fit(cls, embeddings: np.ndarray, labels: List[str], strength: float, balanced: bool = False) -> LinearModel:
+    def fit(cls, embeddings: np.ndarray, labels: List[str], strength: float) -> _LinearModel:
         from sklearn.linear_model import LogisticRegression
 
-        model = LogisticRegression(C=strength, max_iter=5000, class_weight="balanced" if balanced else None)
-        model.fit(embeddings, labels)
+        # Unweighted: balancing the classes moved FAQ questions to small intents (dev part:
+        # out-of-scope precision 92% against 100%).
+        model = LogisticRegression(C=strength, max_iter=5000).fit(embeddings, labels)
         coef, intercept = model.coef_, model.intercept_
         if len(model.classes_) == 2:
             # sklearn keeps one row for two classes: the softmax of (0, score) is its sigmoid.
@@ -69,7 +70,7 @@ class EmbeddingEnsemble(GraphComponent):
         return {"weight": 0.5, "strength": 10.0, "retrieval_intent": "faq"}
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-                 intents: Optional[LinearModel] = None, topics: Optional[LinearModel] = None) -> None:
+                 intents: Optional[_LinearModel] = None, topics: Optional[_LinearModel] = None) -> None:
         self.config = {**self.get_default_config(), **config}
         self._model_storage, self._resource = model_storage, resource
         self.intents, self.topics = intents, topics
@@ -83,11 +84,9 @@ class EmbeddingEnsemble(GraphComponent):
         examples = [(sentence_embedding(m), m) for m in training_data.intent_examples]
         examples = [(e, m) for e, m in examples if e is not None]
         embeddings = np.stack([e for e, _ in examples])
-        # Unweighted: balancing the intents moved FAQ questions to small intents (dev part:
-        # out-of-scope precision 92% against 100%).
-        self.intents = LinearModel.fit(embeddings, [m.get(INTENT) for _, m in examples], self.config["strength"])
+        self.intents = _LinearModel.fit(embeddings, [m.get(INTENT) for _, m in examples], self.config["strength"])
         faq = [(e, m.get(INTENT_RESPONSE_KEY)) for e, m in examples if m.get(INTENT_RESPONSE_KEY)]
-        self.topics = LinearModel.fit(np.stack([e for e, _ in faq]), [k for _, k in faq], self.config["strength"])
+        self.topics = _LinearModel.fit(np.stack([e for e, _ in faq]), [k for _, k in faq], self.config["strength"])
         with self._model_storage.write_to(self._resource) as directory:
             for name, model in (("intents", self.intents), ("topics", self.topics)):
                 np.savez(directory / f"{name}.npz", coef=model.coef, intercept=model.intercept)
@@ -102,7 +101,7 @@ class EmbeddingEnsemble(GraphComponent):
             for name in ("intents", "topics"):
                 arrays = np.load(directory / f"{name}.npz")
                 classes = json.loads((directory / f"{name}.json").read_text(encoding="utf-8"))
-                models[name] = LinearModel(classes, arrays["coef"], arrays["intercept"])
+                models[name] = _LinearModel(classes, arrays["coef"], arrays["intercept"])
         return cls(config, model_storage, resource, models["intents"], models["topics"])
 
     def process(self, messages: List[Message]) -> List[Message]:

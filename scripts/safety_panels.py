@@ -26,6 +26,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from actions.clinic import load_clinic  # noqa: E402
+from actions.settings import CLINIC_FILE  # noqa: E402
 from scripts.nlu_eval import heldout_path, load_examples  # noqa: E402
 from scripts.services import PROJECT_ROOT, Services, rasa_services  # noqa: E402
 
@@ -57,8 +59,16 @@ def load_panel(paths: List[Path]) -> List[Tuple[str, str]]:
 
 
 def response_texts(name: str) -> List[str]:
+    """The response's variations as the visitor sees them, the clinic's details filled in."""
     domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))
-    return [variation["text"] for variation in domain["responses"][name]]
+    slots = load_clinic(CLINIC_FILE).slots()
+    texts = []
+    for variation in domain["responses"][name]:
+        text = variation["text"]
+        for slot, value in slots.items():
+            text = text.replace("{" + slot + "}", value)
+        texts.append(text)
+    return texts
 
 
 def faq_texts() -> List[str]:
