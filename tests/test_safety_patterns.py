@@ -10,8 +10,7 @@ from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, TEXT
 from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 
-from components.embedding_ensemble import LinearModel
-from components.safety_net import OTHER, SafetyNet
+from components.safety_net import OTHER, NearestExamples, SafetyNet
 from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, PERSONAL_MEDICAL_ADVICE, SafetyMatcher
 from components.sentence_encoder import ORIGIN
 
@@ -229,10 +228,14 @@ def test_component_leaves_ordinary_messages_alone(nlp):
     assert message.get("safety_net") is None
 
 
-def classifier(crisis, emergency):
-    """A safety classifier whose probabilities are fixed: the scores don't depend on the embedding."""
-    scores = np.log(np.array([max(1e-9, 1 - crisis - emergency), crisis, emergency]))
-    return LinearModel([OTHER, CRISIS, MEDICAL_EMERGENCY], np.zeros((3, 384)), scores)
+class FixedScores:
+    """A safety classifier whose probabilities don't depend on the message."""
+
+    def __init__(self, crisis, emergency):
+        self.scores = {CRISIS: crisis, MEDICAL_EMERGENCY: emergency, OTHER: 1 - crisis - emergency}
+
+    def probabilities(self, embedding):
+        return self.scores
 
 
 def with_embedding(message):
@@ -242,7 +245,7 @@ def with_embedding(message):
 
 def net(crisis=0.0, emergency=0.0):
     return SafetyNet({"crisis_threshold": 0.5, "emergency_threshold": 0.5, "emergency_pattern_support": 0.1},
-                     classifier=classifier(crisis, emergency))
+                     classifier=FixedScores(crisis, emergency))
 
 
 def test_the_classifiers_crisis_reading_overrides_a_confident_answer(nlp):
@@ -282,3 +285,12 @@ def test_the_models_emergency_reading_without_support_takes_the_next_reading(nlp
                                          ranking))
     net(emergency=0.01).process([message])
     assert message.get("intent") == {"name": "faq", "confidence": 0.35}
+
+
+def test_nearest_examples_read_the_class_of_the_closest_training_examples():
+    crisis, emergency, other = np.eye(3, 384, dtype=np.float32)
+    nearest = NearestExamples({CRISIS: np.stack([crisis, crisis]), MEDICAL_EMERGENCY: np.stack([emergency]),
+                               OTHER: np.stack([other, other])}, neighbours=2, temperature=20.0)
+    probabilities = nearest.probabilities(crisis * 0.9 + other * 0.1)
+    assert probabilities[CRISIS] > 0.99
+    assert sum(probabilities.values()) == pytest.approx(1.0)
