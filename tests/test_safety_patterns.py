@@ -10,7 +10,7 @@ from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, TEXT
 from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 
-from components.safety_net import OTHER, NearestExamples, SafetyNet
+from components.safety_net import OTHER, NearestExamples, SafetyNet, clauses
 from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, PERSONAL_MEDICAL_ADVICE, SafetyMatcher
 from components.sentence_encoder import ORIGIN
 
@@ -294,3 +294,13 @@ def test_nearest_examples_read_the_class_of_the_closest_training_examples():
     probabilities = nearest.probabilities(crisis * 0.9 + other * 0.1)
     assert probabilities[CRISIS] > 0.99
     assert sum(probabilities.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("does it work fast? i don't know how much longer i can keep going",
+     ["does it work fast", "i don't know how much longer i can keep going"]),
+    ("what are the side effects", []),
+    ("ok. thanks", []),
+])
+def test_a_message_is_split_into_clauses_of_three_words_or_more(text, expected):
+    assert clauses(text) == expected
