@@ -93,6 +93,17 @@ def test_crisis_after_faq_and_after_fallback(assistant):
     assert DOMAIN["utter_crisis"][0]["text"] in texts(say(assistant, sender, "i keep thinking about killing myself"))
 
 
+def test_answers_after_a_crisis_reply_keep_the_988_line(assistant):
+    line = DOMAIN["utter_crisis_line"][0]["text"]
+    sender = f"after-crisis-{uuid.uuid4()}"
+    assert line not in texts(say(assistant, sender, QUESTIONS["treatment_course"]))
+    assert DOMAIN["utter_crisis"][0]["text"] in texts(say(assistant, sender, "some days i really wish i was dead"))
+    replies = texts(say(assistant, sender, QUESTIONS["side_effects"]))
+    assert replies == [fill(FAQ["utter_faq/side_effects"][0]["text"]), line]
+    replies = texts(say(assistant, sender, "how much does it cost"))
+    assert replies == [fill(DOMAIN["utter_ask_cost"][0]["text"]), line]
+
+
 def test_two_fallbacks_in_a_row_offer_the_team(assistant):
     sender = f"fallback-{uuid.uuid4()}"
     assert fill(DOMAIN["utter_default"][0]["text"]) in texts(say(assistant, sender, "blorp znak"))
