@@ -21,6 +21,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from actions.clinic import load_clinic  # noqa: E402
+from actions.settings import CLINIC_FILE  # noqa: E402
 from scripts.nlu_eval import heldout_path, load_examples  # noqa: E402
 from scripts.services import PROJECT_ROOT, Services, rasa_services  # noqa: E402
 
@@ -43,8 +45,12 @@ def load_panel(name: str) -> List[Tuple[str, str]]:
 
 
 def response_text(name: str) -> str:
+    """The response as the visitor sees it, the clinic's details filled in."""
     domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))
-    return domain["responses"][name][0]["text"]
+    text = domain["responses"][name][0]["text"]
+    for slot, value in load_clinic(CLINIC_FILE).slots().items():
+        text = text.replace("{" + slot + "}", value)
+    return text
 
 
 def faq_texts() -> List[str]:
