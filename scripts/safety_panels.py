@@ -47,10 +47,7 @@ def load_panel(name: str) -> List[Tuple[str, str]]:
 def response_text(name: str) -> str:
     """The response as the visitor sees it, the clinic's details filled in."""
     domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))
-    text = domain["responses"][name][0]["text"]
-    for slot, value in load_clinic(CLINIC_FILE).slots().items():
-        text = text.replace("{" + slot + "}", value)
-    return text
+    return load_clinic(CLINIC_FILE).fill(domain["responses"][name][0]["text"])
 
 
 def faq_texts() -> List[str]:
