@@ -51,6 +51,12 @@ class Clinic:
             "clinic_hours": self.hours_summary(),
         }
 
+    def fill(self, text: str) -> str:
+        """A response text as the visitor sees it: the clinic_* placeholders filled in."""
+        for slot, value in self.slots().items():
+            text = text.replace("{" + slot + "}", value)
+        return text
+
 
 def format_time(value: time) -> str:
     return value.strftime("%I:%M %p").lstrip("0")

@@ -176,7 +176,7 @@ def main() -> int:
             for part in PARTS:
                 parses, _ = asyncio.run(parse_all(agent, heldout[part]))
                 accuracy[part][name] = accuracy_figures(parses)
-                if part == "dev" and configs[name] == CONFIGS["this project"]:
+                if part == "dev" and name == "this project":
                     sweep = parses
             del agent
         load_seconds = load_times(models, args.rounds)

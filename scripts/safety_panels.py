@@ -61,14 +61,8 @@ def load_panel(paths: List[Path]) -> List[Tuple[str, str]]:
 def response_texts(name: str) -> List[str]:
     """The response's variations as the visitor sees them, the clinic's details filled in."""
     domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))
-    slots = load_clinic(CLINIC_FILE).slots()
-    texts = []
-    for variation in domain["responses"][name]:
-        text = variation["text"]
-        for slot, value in slots.items():
-            text = text.replace("{" + slot + "}", value)
-        texts.append(text)
-    return texts
+    clinic = load_clinic(CLINIC_FILE)
+    return [clinic.fill(variation["text"]) for variation in domain["responses"][name]]
 
 
 def faq_texts() -> List[str]:

@@ -52,6 +52,12 @@ def test_clinic_file_of_the_project_loads():
     assert all(clinic.slots().values())
 
 
+def test_fill_puts_the_clinics_details_into_a_response_text():
+    clinic = load_clinic(CLINIC_FILE)
+    text = clinic.fill("Call {clinic_phone} at {clinic_name}; {other} stays.")
+    assert text == f"Call {clinic.phone} at {clinic.name}; {{other}} stays."
+
+
 def test_hours_are_summarised_by_runs_of_days(tmp_path):
     path = tmp_path / "clinic.yml"
     path.write_text(CLINIC_YAML)

@@ -9,7 +9,7 @@ import yaml
 
 from actions.storage import HandoffStore
 from tests.conftest import ROOT
-from tests.test_rest import CLINIC, fill, say, texts
+from tests.test_rest import CLINIC, say, texts
 
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())["responses"]
 FAQ_ANSWERS = [variants[0] for variants in
@@ -35,7 +35,7 @@ def test_a_booking_is_stored_emailed_and_listed_in_the_inbox(stack):
     assert DOMAIN["utter_ask_contact_details"][0]["text"] in ask("Dana Whitaker")
     assert DOMAIN["utter_ask_preferred_time"][0]["text"] in ask("(503) 555-0147 or Dana.W@Example.com")
     assert DOMAIN["utter_ask_reason"][0]["text"] in ask("weekday afternoons")
-    assert fill(DOMAIN["utter_ask_consent"][0]["text"]) in ask("i'd like to know more about the side effects")
+    assert CLINIC.fill(DOMAIN["utter_ask_consent"][0]["text"]) in ask("i'd like to know more about the side effects")
     summary = ask("yep, looks right")
     assert "Dana Whitaker" in summary and "+15035550147, Dana.W@example.com" in summary
     confirmation = ask("yes, send it")
@@ -70,7 +70,7 @@ def test_the_form_takes_any_name_whatever_the_intent_model_thinks(stack, name):
     say(stack.rasa_port, sender, "i'd like to book a consultation")
     replies = " ".join(texts(say(stack.rasa_port, sender, name)))
     assert DOMAIN["utter_ask_contact_details"][0]["text"] in replies
-    assert not any(fill(answer["text"]) in replies for answer in FAQ_ANSWERS)
+    assert not any(CLINIC.fill(answer["text"]) in replies for answer in FAQ_ANSWERS)
 
 
 def test_cancelling_stores_nothing(stack):
@@ -78,7 +78,7 @@ def test_cancelling_stores_nothing(stack):
     say(stack.rasa_port, sender, "could a person from the clinic ring me")
     say(stack.rasa_port, sender, "Sam Rivera")
     replies = texts(say(stack.rasa_port, sender, "actually never mind, forget it"))
-    assert fill(DOMAIN["utter_booking_cancelled"][0]["text"]) in replies
+    assert CLINIC.fill(DOMAIN["utter_booking_cancelled"][0]["text"]) in replies
     assert not [row for row in HandoffStore(stack.database_url).list_handoffs() if row["conversation_id"] == sender]
 
 

@@ -20,13 +20,6 @@ QUESTIONS = {topic: questions[0] for topic, questions in
              yaml.safe_load((ROOT / "tests/rest_questions.yml").read_text()).items()}
 
 
-def fill(text):
-    """A response as the visitor sees it, with the clinic's details filled in."""
-    for slot, value in CLINIC.slots().items():
-        text = text.replace("{" + slot + "}", value)
-    return text
-
-
 def say(port, sender, message):
     response = requests.post(f"http://localhost:{port}/webhooks/rest/webhook",
                              json={"sender": sender, "message": message}, timeout=30)
@@ -55,16 +48,16 @@ def assistant_without_action_server(tmp_path_factory):
 @pytest.mark.parametrize("topic", sorted(QUESTIONS))
 def test_every_topic_is_answered(assistant, topic):
     replies = texts(say(assistant, f"faq-{topic}", QUESTIONS[topic]))
-    assert fill(FAQ[f"utter_faq/{topic}"][0]["text"]) in replies
+    assert CLINIC.fill(FAQ[f"utter_faq/{topic}"][0]["text"]) in replies
 
 
 def test_frame_comes_once_per_session_with_the_clinic_name(assistant):
     sender = f"frame-{uuid.uuid4()}"
     first = texts(say(assistant, sender, "hiya, quick question"))
-    assert first[0] == fill(DOMAIN["utter_frame"][0]["text"])
+    assert first[0] == CLINIC.fill(DOMAIN["utter_frame"][0]["text"])
     assert CLINIC.name in first[0]
     second = texts(say(assistant, sender, "does it have any side effects i should know about"))
-    assert fill(DOMAIN["utter_frame"][0]["text"]) not in second
+    assert CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) not in second
 
 
 def test_capabilities_menu_has_buttons(assistant):
@@ -75,14 +68,14 @@ def test_capabilities_menu_has_buttons(assistant):
 
 def test_price_is_left_to_staff_with_the_clinic_phone(assistant):
     replies = texts(say(assistant, f"price-{uuid.uuid4()}", "how much does a ketamine infusion cost"))
-    assert fill(DOMAIN["utter_ask_cost"][0]["text"]) in replies
+    assert CLINIC.fill(DOMAIN["utter_ask_cost"][0]["text"]) in replies
     assert CLINIC.phone in " ".join(replies)
 
 
 def test_informational_question_gets_resources_and_the_answer(assistant):
     replies = texts(say(assistant, f"info-{uuid.uuid4()}", "does ketamine help with suicidal thoughts?"))
     assert DOMAIN["utter_crisis"][0]["text"] in replies
-    assert fill(FAQ["utter_faq/suicidal_thoughts"][0]["text"]) in replies
+    assert CLINIC.fill(FAQ["utter_faq/suicidal_thoughts"][0]["text"]) in replies
 
 
 def test_crisis_after_faq_and_after_fallback(assistant):
@@ -99,15 +92,15 @@ def test_answers_after_a_crisis_reply_keep_the_988_line(assistant):
     assert line not in texts(say(assistant, sender, QUESTIONS["treatment_course"]))
     assert DOMAIN["utter_crisis"][0]["text"] in texts(say(assistant, sender, "some days i really wish i was dead"))
     replies = texts(say(assistant, sender, QUESTIONS["side_effects"]))
-    assert replies == [fill(FAQ["utter_faq/side_effects"][0]["text"]), line]
+    assert replies == [CLINIC.fill(FAQ["utter_faq/side_effects"][0]["text"]), line]
     replies = texts(say(assistant, sender, "how much does it cost"))
-    assert replies == [fill(DOMAIN["utter_ask_cost"][0]["text"]), line]
+    assert replies == [CLINIC.fill(DOMAIN["utter_ask_cost"][0]["text"]), line]
 
 
 def test_two_fallbacks_in_a_row_offer_the_team(assistant):
     sender = f"fallback-{uuid.uuid4()}"
-    assert fill(DOMAIN["utter_default"][0]["text"]) in texts(say(assistant, sender, "blorp znak"))
-    assert fill(DOMAIN["utter_offer_handoff"][0]["text"]) in texts(say(assistant, sender, "qwfp arst"))
+    assert CLINIC.fill(DOMAIN["utter_default"][0]["text"]) in texts(say(assistant, sender, "blorp znak"))
+    assert CLINIC.fill(DOMAIN["utter_offer_handoff"][0]["text"]) in texts(say(assistant, sender, "qwfp arst"))
 
 
 @pytest.mark.parametrize("body", [
