@@ -3,8 +3,9 @@
 It runs last in the pipeline and decides, most urgent first:
 - crisis: an explicit statement ("kill myself", "suicidal", "end my life": the spaCy patterns
   in components/safety_patterns.py), or the safety classifier's crisis probability at or above
-  `crisis_threshold`, or DIET's own crisis reading unless its crisis words are only negated
-  or figurative. Suicidal intent phrased as an emergency is a crisis: that reply has 911 too.
+  `crisis_threshold`, or DIET's own crisis reading with at least `model_crisis_support` of it,
+  unless its crisis words are only negated or figurative. Suicidal intent phrased as an
+  emergency is a crisis: that reply has 911 too.
 - medical_emergency: the classifier's emergency probability at or above
   `emergency_threshold`, or an emergency pattern (happening now) with at least
   `emergency_pattern_support` of it. DIET's emergency reading needs that support as well, so a
@@ -54,6 +55,7 @@ SAFETY_INTENTS = (CRISIS, MEDICAL_EMERGENCY)
 SAFETY_NET_KEY = "safety_net"
 SAFETY_EVIDENCE_KEY = "safety_evidence"
 OTHER = "other"
+OUT_OF_SCOPE = "out_of_scope"
 CLASSES = (CRISIS, MEDICAL_EMERGENCY, OTHER)
 
 
@@ -107,7 +109,9 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
     crisis_bar = config["benign_crisis_threshold"] if benign_reading else config["crisis_threshold"]
     if scores[CRISIS] >= crisis_bar:
         return CRISIS, "classifier"
-    if model_name == CRISIS and not benign_reading:
+    # DIET's crisis reading alone over-reads low mood ("i'm sad nothing has worked"): it counts
+    # when the classifier gives crisis at least some weight.
+    if model_name == CRISIS and not benign_reading and scores[CRISIS] >= config["model_crisis_support"]:
         return CRISIS, "model"
     if scores[MEDICAL_EMERGENCY] >= config["emergency_threshold"]:
         return MEDICAL_EMERGENCY, "classifier"
@@ -117,7 +121,9 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
         return MEDICAL_EMERGENCY, "model"
     if model_name in SAFETY_INTENTS:
         return NEXT_READING, "benign_reading"
-    if pattern and pattern not in SAFETY_INTENTS:
+    # An advice pattern ("my prescription") does not out-vote a reading of out of scope:
+    # "can you refill my adderall" is for a pharmacy, not a clinician's deferral.
+    if pattern and pattern not in SAFETY_INTENTS and model_name != OUT_OF_SCOPE:
         return pattern, "pattern"
     return None
 
@@ -139,6 +145,7 @@ class SafetyNet(GraphComponent):
         return {
             "crisis_threshold": 0.5,
             "benign_crisis_threshold": 0.95,
+            "model_crisis_support": 0.0,
             "emergency_threshold": 0.5,
             "emergency_pattern_support": 0.1,
             # Below this, a negated "crisis" reading falls back to asking the visitor to rephrase.

@@ -8,6 +8,7 @@ recall, emergency recall, false crisis and false 911 replies on the benign messa
 """
 import argparse
 import asyncio
+import itertools
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -41,6 +42,7 @@ def main() -> int:
     parser.add_argument("--crisis", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     parser.add_argument("--emergency", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     parser.add_argument("--support", type=float, nargs="+", default=[0.05, 0.1, 0.2])
+    parser.add_argument("--model-support", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3])
     parser.add_argument("--show-misses", action="store_true")
     args = parser.parse_args()
 
@@ -53,12 +55,13 @@ def main() -> int:
         ("benign", benign))}
     print(f"dev panels: {len(panels[CRISIS])} crisis, {len(panels[MEDICAL_EMERGENCY])} emergency, "
           f"{len(panels['benign'])} benign")
-    print("crisis  emergency  support | crisis recall  emergency recall  false crisis  false 911")
+    print("crisis  emergency  support  model | crisis recall  emergency recall  false crisis  false 911")
     for crisis in args.crisis:
         for emergency in args.emergency:
-            for support in args.support:
+            for support, model_support in itertools.product(args.support, args.model_support):
                 config = {**SafetyNet.get_default_config(), "crisis_threshold": crisis,
-                          "emergency_threshold": emergency, "emergency_pattern_support": support}
+                          "emergency_threshold": emergency, "emergency_pattern_support": support,
+                          "model_crisis_support": model_support}
                 misses = []
                 counts = {}
                 for kind in (CRISIS, MEDICAL_EMERGENCY):
@@ -70,7 +73,7 @@ def main() -> int:
                          for kind in (CRISIS, MEDICAL_EMERGENCY)}
                 for kind, found in false.items():
                     misses += [f"  false {kind} ({c}): {t}" for c, t in found]
-                print(f"{crisis:6.2f}  {emergency:9.2f}  {support:7.2f} | "
+                print(f"{crisis:6.2f}  {emergency:9.2f}  {support:7.2f}  {model_support:5.2f} | "
                       f"{counts[CRISIS]:4d}/{len(panels[CRISIS])}      {counts[MEDICAL_EMERGENCY]:4d}/"
                       f"{len(panels[MEDICAL_EMERGENCY])}          {len(false[CRISIS]):4d}          "
                       f"{len(false[MEDICAL_EMERGENCY]):4d}")

@@ -14,6 +14,7 @@ EXAMPLES = [
     ("faq", "faq/addiction_risk", ["can you get addicted to ketamine", "is it habit forming", "will i get hooked"]),
     ("faq", "faq/side_effects", ["what side effects are there", "does it make you nauseous", "will i feel dizzy"]),
     ("greet", None, ["hello", "hi there", "good morning"]),
+    ("out_of_scope", None, ["what's the best pizza topping", "who won the world cup", "fix my laptop's wifi"]),
 ]
 
 
@@ -32,9 +33,12 @@ def ensemble(tmp_path):
     examples = [message(t, intent, key) for intent, key, texts in EXAMPLES for t in texts]
     featurizer.process_training_data(TrainingData(training_examples=examples))
     storage, resource = LocalModelStorage(tmp_path), Resource("ensemble")
-    component = EmbeddingEnsemble({}, storage, resource)
+    # Three examples a label, far fewer than the real data: the distance check compares the
+    # nearest example of each side, and few in-domain examples are near any question.
+    config = {"neighbours": 1, "in_domain_min_similarity": 0.2}
+    component = EmbeddingEnsemble(config, storage, resource)
     component.train(TrainingData(training_examples=examples))
-    return EmbeddingEnsemble.load({}, storage, resource, None), featurizer
+    return EmbeddingEnsemble.load(config, storage, resource, None), featurizer
 
 
 def test_blend_averages_and_reorders():
@@ -69,3 +73,46 @@ def test_a_message_without_an_embedding_is_left_alone(ensemble):
     parsed.set(INTENT, {"name": "greet", "confidence": 0.9})
     component.process([parsed])
     assert parsed.get(INTENT) == {"name": "greet", "confidence": 0.9}
+
+
+def test_a_message_nearer_the_off_topic_examples_is_out_of_scope(ensemble):
+    component, featurizer = ensemble
+    parsed = message("recommend a good lasagna recipe")
+    featurizer.process([parsed])
+    parsed.set(INTENT, {"name": "faq", "confidence": 0.6})
+    parsed.set(INTENT_RANKING_KEY, [{"name": "faq", "confidence": 0.6}, {"name": "out_of_scope", "confidence": 0.4}])
+    component.process([parsed])
+    assert parsed.get(INTENT) == {"name": "out_of_scope", "confidence": 1.0}
+    assert [entry["name"] for entry in parsed.get(INTENT_RANKING_KEY)].count("out_of_scope") == 1
+    check = parsed.get("out_of_scope_check")
+    assert check["mean_nearest_out_of_scope"] > check["mean_nearest_in_domain"]
+
+
+def test_a_question_near_the_domain_keeps_its_reading(ensemble):
+    component, featurizer = ensemble
+    parsed = message("is there a risk of becoming addicted")
+    featurizer.process([parsed])
+    parsed.set(INTENT, {"name": "faq", "confidence": 0.6})
+    parsed.set(INTENT_RANKING_KEY, [{"name": "faq", "confidence": 0.6}, {"name": "out_of_scope", "confidence": 0.4}])
+    component.process([parsed])
+    assert parsed.get(INTENT)["name"] == "faq"
+
+
+def test_a_crisis_reading_is_never_moved_out_of_scope(ensemble):
+    component, featurizer = ensemble
+    parsed = message("who will even care when i'm gone")
+    featurizer.process([parsed])
+    parsed.set(INTENT, {"name": "crisis", "confidence": 0.6})
+    parsed.set(INTENT_RANKING_KEY, [{"name": "crisis", "confidence": 0.6}])
+    component.process([parsed])
+    assert parsed.get(INTENT)["name"] == "crisis"
+
+
+def test_a_weak_reading_is_left_to_the_fallback(ensemble):
+    component, featurizer = ensemble
+    parsed = message("recommend a good lasagna recipe")
+    featurizer.process([parsed])
+    parsed.set(INTENT, {"name": "faq", "confidence": 0.2})
+    parsed.set(INTENT_RANKING_KEY, [{"name": "faq", "confidence": 0.2}, {"name": "greet", "confidence": 0.15}])
+    component.process([parsed])
+    assert parsed.get(INTENT)["name"] == "faq"
