@@ -3,7 +3,8 @@
 It runs last in the pipeline and decides, most urgent first:
 - crisis: an explicit statement ("kill myself", "suicidal", "end my life": the spaCy patterns
   in components/safety_patterns.py), or the safety classifier's crisis probability at or above
-  `crisis_threshold`, or DIET's own crisis reading with at least `model_crisis_support` of it,
+  `crisis_threshold` (a clause of a longer message: `clause_crisis_threshold`), or the mean of
+  DIET's and the classifier's crisis probabilities at or above `combined_crisis_threshold`,
   unless its crisis words are only negated or figurative. Suicidal intent phrased as an
   emergency is a crisis: that reply has 911 too.
 - medical_emergency: the classifier's emergency probability at or above
@@ -56,6 +57,10 @@ SAFETY_NET_KEY = "safety_net"
 SAFETY_EVIDENCE_KEY = "safety_evidence"
 OTHER = "other"
 OUT_OF_SCOPE = "out_of_scope"
+CRISIS_CLAUSE = "crisis_clause"
+MODEL_CRISIS = "model_crisis"
+TREATMENT_WORDS = {"ketamine", "infusion", "dose", "dosing", "treatment", "session", "spravato", "esketamine",
+                   "clinic", "therapy", "lozenge", "troche"}
 CLASSES = (CRISIS, MEDICAL_EMERGENCY, OTHER)
 
 
@@ -79,7 +84,7 @@ class NearestExamples:
 
 # Where a crisis hides inside a question ("does it work fast? i don't know how much longer i can
 # keep going"): each clause is scored too, and the most worrying one counts.
-CLAUSE_BREAK = re.compile(r"[.?!;]+|\b(?:because|bc|cause|cuz|but|honestly|tbh|anyway)\b", re.IGNORECASE)
+CLAUSE_BREAK = re.compile(r"[.?!;,]+|\b(?:because|bc|cause|cuz|but|honestly|tbh|anyway)\b", re.IGNORECASE)
 MIN_CLAUSE_WORDS = 3
 
 
@@ -97,7 +102,7 @@ NEXT_READING = "next_reading"
 
 
 def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional[Text], benign_reading: bool,
-           model_name: Optional[Text]) -> Optional[Tuple[Text, Text]]:
+           model_name: Optional[Text], about_treatment: bool = False) -> Optional[Tuple[Text, Text]]:
     """(intent, reason) the message must get, NEXT_READING when the model's crisis or emergency
     reading has no backing, or None to leave the model's reading alone.
     pattern: the most urgent pattern found (components/safety_patterns.py), or None."""
@@ -109,9 +114,13 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
     crisis_bar = config["benign_crisis_threshold"] if benign_reading else config["crisis_threshold"]
     if scores[CRISIS] >= crisis_bar:
         return CRISIS, "classifier"
-    # DIET's crisis reading alone over-reads low mood ("i'm sad nothing has worked"): it counts
-    # when the classifier gives crisis at least some weight.
-    if model_name == CRISIS and not benign_reading and scores[CRISIS] >= config["model_crisis_support"]:
+    # A clause is short, so its score is less diluted and less sure: its own bar.
+    if not benign_reading and scores.get(CRISIS_CLAUSE, 0.0) >= config["clause_crisis_threshold"]:
+        return CRISIS, "classifier:clause"
+    # DIET alone over-reads low mood ("i'm sad nothing has worked") and the classifier alone
+    # misses some indirect wording: together, the mean of their crisis probabilities.
+    combined = (scores.get(MODEL_CRISIS, 0.0) + max(scores[CRISIS], scores.get(CRISIS_CLAUSE, 0.0))) / 2
+    if not benign_reading and combined >= config["combined_crisis_threshold"]:
         return CRISIS, "model"
     if scores[MEDICAL_EMERGENCY] >= config["emergency_threshold"]:
         return MEDICAL_EMERGENCY, "classifier"
@@ -121,9 +130,10 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
         return MEDICAL_EMERGENCY, "model"
     if model_name in SAFETY_INTENTS:
         return NEXT_READING, "benign_reading"
-    # An advice pattern ("my prescription") does not out-vote a reading of out of scope:
-    # "can you refill my adderall" is for a pharmacy, not a clinician's deferral.
-    if pattern and pattern not in SAFETY_INTENTS and model_name != OUT_OF_SCOPE:
+    # An advice pattern ("my prescription") out-votes a reading of out of scope only when the
+    # message is about the treatment: "can you refill my adderall" is for a pharmacy, "can i
+    # have wine after my home dose" for a clinician.
+    if pattern and pattern not in SAFETY_INTENTS and (model_name != OUT_OF_SCOPE or about_treatment):
         return pattern, "pattern"
     return None
 
@@ -145,7 +155,8 @@ class SafetyNet(GraphComponent):
         return {
             "crisis_threshold": 0.5,
             "benign_crisis_threshold": 0.95,
-            "model_crisis_support": 0.0,
+            "combined_crisis_threshold": 0.5,
+            "clause_crisis_threshold": 1.0,
             "emergency_threshold": 0.5,
             "emergency_pattern_support": 0.1,
             # Below this, a negated "crisis" reading falls back to asking the visitor to rephrase.
@@ -205,12 +216,12 @@ class SafetyNet(GraphComponent):
     def _scores(self, message: Message) -> Dict[Text, float]:
         embedding = sentence_embedding(message)
         if embedding is None or self.classifier is None:
-            return {CRISIS: 0.0, MEDICAL_EMERGENCY: 0.0}
+            return {CRISIS: 0.0, CRISIS_CLAUSE: 0.0, MEDICAL_EMERGENCY: 0.0}
         probabilities = self.classifier.probabilities(embedding)
-        crisis = max([probabilities[CRISIS]] + [
-            self.classifier.probabilities(shared_encoder().encode(clause))[CRISIS]
-            for clause in clauses(message.get(TEXT) or "")])
-        return {CRISIS: crisis, MEDICAL_EMERGENCY: probabilities[MEDICAL_EMERGENCY]}
+        clause_crisis = max([0.0] + [self.classifier.probabilities(shared_encoder().encode(clause))[CRISIS]
+                                     for clause in clauses(message.get(TEXT) or "")])
+        return {CRISIS: probabilities[CRISIS], CRISIS_CLAUSE: clause_crisis,
+                MEDICAL_EMERGENCY: probabilities[MEDICAL_EMERGENCY]}
 
     def _process(self, message: Message) -> None:
         doc = message.get(SPACY_DOCS[TEXT])
@@ -218,17 +229,20 @@ class SafetyNet(GraphComponent):
             return
         model_intent = message.get(INTENT) or {}
         ranking = message.get(INTENT_RANKING_KEY) or []
-        scores = self._scores(message)
+        scores = {**self._scores(message), MODEL_CRISIS: next(
+            (entry.get("confidence", 0.0) for entry in ranking if entry.get(INTENT_NAME_KEY) == CRISIS), 0.0)}
         detection, benign_reading = self._matcher_for(doc).analyse(doc)
         model_name = model_intent.get(INTENT_NAME_KEY)
         if model_name == DEFAULT_NLU_FALLBACK_INTENT_NAME and ranking:
             model_name = ranking[0].get(INTENT_NAME_KEY)
         pattern = detection.kind if detection else None
+        about_treatment = any(token.lower_ in TREATMENT_WORDS or token.lemma_ in TREATMENT_WORDS for token in doc)
         # Everything the decision rests on, so thresholds can be chosen from parses (make eval-safety).
         message.set(SAFETY_EVIDENCE_KEY, {**{name: round(value, 4) for name, value in scores.items()},
                                           "pattern": pattern, "benign_reading": benign_reading,
-                                          "model_intent": model_name}, add_to_output=True)
-        decision = decide(self.config, scores, pattern, benign_reading, model_name)
+                                          "model_intent": model_name, "about_treatment": about_treatment},
+                    add_to_output=True)
+        decision = decide(self.config, scores, pattern, benign_reading, model_name, about_treatment)
         if decision is None:
             return
         reading, reason = decision

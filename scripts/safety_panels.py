@@ -93,11 +93,13 @@ class Panels:
         self.form_questions = set(response_texts("utter_ask_contact_details"))
         self.faqs = set(faq_texts())
         self.failures: List[str] = []
+        # False alarms within the allowed rate: listed, not failed.
+        self.notes: List[str] = []
 
-    def miss(self, what: str, category: str, text: str, replies: List[str]) -> None:
+    def miss(self, what: str, category: str, text: str, replies: List[str], fails: bool = True) -> None:
         # A frozen message is counted, never shown: it must stay unseen.
         shown = f": {text} -> {replies}" if self.part == "dev" else ""
-        self.failures.append(f"{self.part}: {what} ({category}){shown}")
+        (self.failures if fails else self.notes).append(f"{self.part}: {what} ({category}){shown}")
 
     def in_every_position(self, kind: str, messages: List[Tuple[str, str]], answered) -> None:
         for position, before in POSITIONS.items():
@@ -124,10 +126,10 @@ class Panels:
             replies = set(self.chat.conversation([text]))
             if self.crisis_replies & replies:
                 false_crisis += 1
-                self.miss("false crisis reply", category, text, list(replies))
+                self.miss("false crisis reply", category, text, list(replies), fails=False)
             if self.emergency_replies & replies:
                 false_911 += 1
-                self.miss("false 911 reply", category, text, list(replies))
+                self.miss("false 911 reply", category, text, list(replies), fails=False)
         for name, count in (("false crisis replies", false_crisis), ("false 911 replies", false_911)):
             rate = count / len(messages)
             print(f"  benign, {name}: {count}/{len(messages)} ({rate:.1%}, at most {max_rate:.0%})", flush=True)
@@ -156,6 +158,7 @@ def main() -> int:
     args = parser.parse_args()
 
     failures: List[str] = []
+    notes: List[str] = []
     with Services(rasa_services(args.model, args.rasa_port, args.action_port), log=open("/dev/null", "w")):
         chat = Chat(f"http://localhost:{args.rasa_port}/webhooks/rest/webhook")
         for part in args.part or ["dev"]:
@@ -174,7 +177,10 @@ def main() -> int:
             if part == "dev":
                 panels.medical_advice(load_panel([SAFETY_DIR / "medical_advice_panel.yml"]))
             failures += panels.failures
+            notes += panels.notes
 
+    for note in notes:
+        print(f"note: {note}")
     for failure in failures:
         print(f"FAIL: {failure}")
     return 1 if failures else 0

@@ -22,7 +22,8 @@ from scripts.safety_panels import NOT_BENIGN, PANEL_FILES, load_panel  # noqa: E
 
 
 def reading(config: Dict, evidence: Dict, final_intent: str) -> Optional[str]:
-    decision = decide(config, evidence, evidence["pattern"], evidence["benign_reading"], evidence["model_intent"])
+    decision = decide(config, evidence, evidence["pattern"], evidence["benign_reading"], evidence["model_intent"],
+                      evidence["about_treatment"])
     if decision is None:
         return final_intent if final_intent in (CRISIS, MEDICAL_EMERGENCY) else None
     return decision[0]
@@ -42,7 +43,8 @@ def main() -> int:
     parser.add_argument("--crisis", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     parser.add_argument("--emergency", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     parser.add_argument("--support", type=float, nargs="+", default=[0.05, 0.1, 0.2])
-    parser.add_argument("--model-support", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3])
+    parser.add_argument("--combined", type=float, nargs="+", default=[0.4, 0.45, 0.5, 0.55, 0.6])
+    parser.add_argument("--clause", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 1.0])
     parser.add_argument("--show-misses", action="store_true")
     args = parser.parse_args()
 
@@ -55,13 +57,13 @@ def main() -> int:
         ("benign", benign))}
     print(f"dev panels: {len(panels[CRISIS])} crisis, {len(panels[MEDICAL_EMERGENCY])} emergency, "
           f"{len(panels['benign'])} benign")
-    print("crisis  emergency  support  model | crisis recall  emergency recall  false crisis  false 911")
+    print("crisis  emergency  support  combined  clause | crisis recall  emergency recall  false crisis  false 911")
     for crisis in args.crisis:
         for emergency in args.emergency:
-            for support, model_support in itertools.product(args.support, args.model_support):
+            for support, combined, clause in itertools.product(args.support, args.combined, args.clause):
                 config = {**SafetyNet.get_default_config(), "crisis_threshold": crisis,
                           "emergency_threshold": emergency, "emergency_pattern_support": support,
-                          "model_crisis_support": model_support}
+                          "combined_crisis_threshold": combined, "clause_crisis_threshold": clause}
                 misses = []
                 counts = {}
                 for kind in (CRISIS, MEDICAL_EMERGENCY):
@@ -73,7 +75,7 @@ def main() -> int:
                          for kind in (CRISIS, MEDICAL_EMERGENCY)}
                 for kind, found in false.items():
                     misses += [f"  false {kind} ({c}): {t}" for c, t in found]
-                print(f"{crisis:6.2f}  {emergency:9.2f}  {support:7.2f}  {model_support:5.2f} | "
+                print(f"{crisis:6.2f}  {emergency:9.2f}  {support:7.2f}  {combined:8.2f}  {clause:6.2f} | "
                       f"{counts[CRISIS]:4d}/{len(panels[CRISIS])}      {counts[MEDICAL_EMERGENCY]:4d}/"
                       f"{len(panels[MEDICAL_EMERGENCY])}          {len(false[CRISIS]):4d}          "
                       f"{len(false[MEDICAL_EMERGENCY]):4d}")

@@ -181,11 +181,20 @@ def test_component_overrides_a_confident_model(nlp):
 
 
 def test_component_rescues_a_crisis_intent_the_fallback_replaced(nlp):
-    ranking = [{"name": CRISIS, "confidence": 0.41}, {"name": "faq", "confidence": 0.3}]
-    message = message_for(nlp, "i can't see a way forward", "nlu_fallback", 0.5, ranking)
-    SafetyNet().process([message])
+    # Neither is sure on its own (0.6 and 0.45); their mean is 0.525.
+    ranking = [{"name": CRISIS, "confidence": 0.6}, {"name": "faq", "confidence": 0.3}]
+    message = with_embedding(message_for(nlp, "i can't see a way forward", "nlu_fallback", 0.5, ranking))
+    net(crisis=0.45).process([message])
     assert message.get("intent")["name"] == CRISIS
     assert message.get("safety_net")["reason"] == "model"
+
+
+def test_diets_crisis_reading_without_the_classifiers_falls_to_the_next_reading(nlp):
+    ranking = [{"name": CRISIS, "confidence": 0.7}, {"name": "faq", "confidence": 0.3}]
+    message = with_embedding(message_for(nlp, "i've been so lonely since the move", CRISIS, 0.7, ranking))
+    net(crisis=0.1).process([message])
+    assert message.get("intent") == {"name": "faq", "confidence": 0.3}
+    assert message.get("safety_net")["reason"] == "benign_reading"
 
 
 def test_component_sends_own_care_questions_to_a_clinician(nlp):
@@ -195,8 +204,8 @@ def test_component_sends_own_care_questions_to_a_clinician(nlp):
 
 
 def test_component_never_downgrades_the_models_crisis_to_advice(nlp):
-    message = message_for(nlp, "i'm on lithium and i can't see a way forward", CRISIS, 0.8)
-    SafetyNet().process([message])
+    message = with_embedding(message_for(nlp, "i'm on lithium and i can't see a way forward", CRISIS, 0.8))
+    net(crisis=0.4).process([message])
     assert message.get("intent") == {"name": CRISIS, "confidence": 0.8}
 
 
