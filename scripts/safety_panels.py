@@ -12,6 +12,7 @@
 """
 import argparse
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -85,7 +86,10 @@ def main() -> int:
     faqs = faq_texts()
     failures: List[str] = []
 
-    with Services(rasa_services(args.model, args.rasa_port, args.action_port), log=open("/dev/null", "w")):
+    # Their own tracker database: panel conversations never enter `make run`'s var/tracker.db.
+    with tempfile.TemporaryDirectory() as scratch, \
+            Services(rasa_services(args.model, args.rasa_port, args.action_port, f"{scratch}/tracker.db"),
+                     log=open("/dev/null", "w")):
         chat = Chat(f"http://localhost:{args.rasa_port}/webhooks/rest/webhook")
 
         crisis = load_panel("crisis_panel")
