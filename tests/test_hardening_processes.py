@@ -377,8 +377,8 @@ def test_a_port_taken_by_another_program_stops_make_run_with_a_clear_message(tmp
         other_program.bind(("127.0.0.1", 0))
         other_program.listen()
         port = other_program.getsockname()[1]
-        environ = base_environ(**{key: str(value) for key, value in RUN_PORTS.items()},
-                               RASA_PORT=str(port), TRACKER_DB=str(tmp_path / "tracker.db"))
+        ports = {**{key: str(value) for key, value in RUN_PORTS.items()}, "RASA_PORT": str(port)}
+        environ = base_environ(**ports, TRACKER_DB=str(tmp_path / "tracker.db"))
         process = run_all(environ)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 1
