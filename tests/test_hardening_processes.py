@@ -37,6 +37,10 @@ from staff.sender import run_once
 from tests.conftest import MODEL, ROOT
 from tests.local_servers import SmtpServer, WebhookReceiver, free_port
 from tests.test_inbox import PASSWORD, serve
+from tests.test_rest import QUESTIONS
+
+FAQ_QUESTION = QUESTIONS["side_effects"]  # vetted against the training data (test_heldout_overlap)
+CRISIS_MESSAGE = "i keep thinking about killing myself"  # as in test_rest
 
 NAME, PHONE, EMAIL, MESSAGE = "Dana Whitaker", "+15035550147", "dana@example.com", "i feel so alone lately"
 REQUEST = HandoffRequest(full_name=NAME, phone=PHONE, email=EMAIL, preferred_time="weekday afternoons",
@@ -484,8 +488,8 @@ def test_make_run_answers_with_the_handoff_database_unreachable(make_run):
     process, output, directory = make_run
     var_tracker = ROOT / "var" / "tracker.db"
     before = var_tracker.stat().st_mtime_ns if var_tracker.exists() else None
-    assert "988" in " ".join(ask("i want to kill myself", "unreachable-db-crisis"))
-    assert any("side effect" in reply.lower() for reply in ask("what are the side effects?", "unreachable-db-faq"))
+    assert "988" in " ".join(ask(CRISIS_MESSAGE, "unreachable-db-crisis"))
+    assert any("side effect" in reply.lower() for reply in ask(FAQ_QUESTION, "unreachable-db-faq"))
     inbox = f"http://localhost:{RUN_PORTS['STAFF_INBOX_PORT']}"
     assert requests.get(f"{inbox}/health").text == "ok"
     staff = requests.Session()
@@ -505,7 +509,7 @@ def test_a_killed_child_is_restarted_while_the_chat_keeps_answering(make_run, na
     old_pid, mark = pid_of(output, name), len(output.lines)
     os.kill(old_pid, signal.SIGKILL)
     output.wait_for(rf"\[{name}\] exited with code -9; restarting in \d+ s", 10, after=mark)
-    assert any("side effect" in reply.lower() for reply in ask("any side effects?", f"during-{name}-restart"))
+    assert any("side effect" in reply.lower() for reply in ask(FAQ_QUESTION, f"during-{name}-restart"))
     output.wait_for(rf"\[{name}\] started \(pid \d+\)", 70, after=mark)
     assert pid_of(output, name) != old_pid
     if name == "inbox":
