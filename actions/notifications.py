@@ -6,11 +6,13 @@ the sender (staff/sender.py) delivers them. Wording lives in actions/templates/.
 import json
 import smtplib
 import ssl
+import urllib.error
 import urllib.request
+from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
 from string import Template
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from actions.settings import Settings
 from actions.storage import HandoffRequest, Notification
@@ -33,7 +35,9 @@ def _visitor_fields(request: HandoffRequest, bullet: str) -> Dict[str, str]:
 
 
 def subject_for(request: HandoffRequest) -> str:
-    return f"New booking request: {request.full_name}"
+    # A header is one line: a line break or control character typed into the name becomes a space.
+    name = " ".join("".join(char if char.isprintable() else " " for char in request.full_name).split())
+    return f"New booking request: {name}"
 
 
 def render_notifications(handoff_id: int, request: HandoffRequest, settings: Settings) -> List[Notification]:
@@ -57,14 +61,31 @@ class NotConfigured(RuntimeError):
     pass
 
 
-def send_email(settings: Settings, subject: str, body: str) -> None:
+class Undeliverable(Exception):
+    """This notification can never be sent as it is (retrying cannot help); its cause is chained."""
+
+
+def message_id(idempotency_key: str, sender_address: str) -> str:
+    """The same Message-ID on every attempt, so a repeated delivery is recognisably the same email."""
+    try:
+        domain = Address(addr_spec=sender_address).domain or "localhost"
+    except (ValueError, IndexError):
+        domain = "localhost"
+    return f"<{idempotency_key}@{domain}>"
+
+
+def send_email(settings: Settings, subject: str, body: str, idempotency_key: str) -> None:
     if not settings.email_enabled:
         raise NotConfigured("STAFF_EMAIL and SMTP_HOST are not both set")
     message = EmailMessage()
-    message["From"] = settings.smtp_from
-    message["To"] = settings.staff_email
-    message["Subject"] = subject
-    message.set_content(body)
+    try:
+        message["From"] = settings.smtp_from
+        message["To"] = settings.staff_email
+        message["Subject"] = subject
+        message["Message-ID"] = message_id(idempotency_key, settings.smtp_from)
+        message.set_content(body)
+    except ValueError as error:  # e.g. a line break in a header
+        raise Undeliverable(type(error).__name__) from error
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT_SECONDS) as smtp:
         if settings.smtp_starttls:
             smtp.starttls(context=ssl.create_default_context())
@@ -74,23 +95,37 @@ def send_email(settings: Settings, subject: str, body: str) -> None:
         smtp.send_message(message)
 
 
-def send_webhook(settings: Settings, body: str) -> None:
-    """A Slack incoming-webhook message (Mattermost and others accept the same JSON)."""
+# Answers that say the request itself is wrong: sending it again cannot succeed.
+PERMANENT_HTTP_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 413, 415, 422})
+
+
+def send_webhook(settings: Settings, body: str, idempotency_key: str) -> None:
+    """A Slack incoming-webhook message (Mattermost and others accept the same JSON).
+
+    The Idempotency-Key header is the same on every attempt, for receivers that deduplicate.
+    """
     if not settings.staff_webhook_url:
         raise NotConfigured("STAFF_WEBHOOK_URL is not set")
     request = urllib.request.Request(
         settings.staff_webhook_url, data=json.dumps({"text": body}).encode("utf-8"),
-        headers={"Content-Type": "application/json"}, method="POST",
+        headers={"Content-Type": "application/json", "Idempotency-Key": idempotency_key}, method="POST",
     )
-    with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
-        if not 200 <= response.status < 300:
-            raise RuntimeError(f"webhook answered HTTP {response.status}")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+            if not 200 <= response.status < 300:
+                raise RuntimeError(f"webhook answered HTTP {response.status}")
+    except urllib.error.HTTPError as error:
+        if error.code in PERMANENT_HTTP_STATUSES:
+            raise Undeliverable(f"HTTP {error.code}") from error
+        raise
 
 
-def deliver(settings: Settings, channel: str, subject: str, body: str) -> None:
+def deliver(settings: Settings, notification: Dict[str, Any]) -> None:
+    """Sends one outbox row. Raises Undeliverable when retrying cannot help, anything else when it may."""
+    channel, key = notification["channel"], notification["idempotency_key"]
     if channel == "email":
-        send_email(settings, subject, body)
+        send_email(settings, notification["subject"], notification["body"], key)
     elif channel == "webhook":
-        send_webhook(settings, body)
+        send_webhook(settings, notification["body"], key)
     else:
-        raise ValueError(f"unknown notification channel {channel!r}")
+        raise Undeliverable(f"unknown channel {channel!r}")

@@ -3,10 +3,14 @@
 Every setting is documented in .env.example. Secrets (SMTP password, webhook URL, the
 staff inbox password) have no defaults and are never committed.
 """
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional, Tuple, TypeVar, Union
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Number = TypeVar("Number", int, float)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,14 +44,24 @@ class Settings:
     staff_inbox_password_file: Path
     staff_inbox_secret_key: Optional[str]
     production: bool
+    # Reverse proxies whose X-Forwarded-For the inbox believes; empty: the header is ignored.
+    staff_inbox_trusted_proxies: Tuple[Network, ...]
     # The outbox sender.
     outbox_poll_seconds: float
     retry_base_seconds: float
     retry_max_seconds: float
+    # How long a sender owns a claimed notification (longer than one delivery can take).
+    outbox_lease_seconds: float
+    # After this many failed attempts a notification is marked failed and no longer retried.
+    outbox_max_attempts: int
 
     @property
     def email_enabled(self) -> bool:
         return bool(self.staff_email and self.smtp_host)
+
+
+class SettingsError(ValueError):
+    """A setting with a value that cannot work; the message names the variable."""
 
 
 def _get(environ: Mapping[str, str], name: str) -> Optional[str]:
@@ -55,14 +69,41 @@ def _get(environ: Mapping[str, str], name: str) -> Optional[str]:
     return value or None
 
 
+def _number(environ: Mapping[str, str], name: str, default: str, kind: Callable[[str], Number],
+            minimum: Number) -> Number:
+    text = _get(environ, name) or default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {text!r}") from None
+    if not value >= minimum:  # also refuses NaN
+        raise SettingsError(f"{name} must be at least {minimum}, not {text!r}")
+    return value
+
+
+def _networks(environ: Mapping[str, str], name: str) -> Tuple[Network, ...]:
+    networks = []
+    for item in (_get(environ, name) or "").split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise SettingsError(f"{name}: {item.strip()!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
-    """Read at the moment of use, so tests and a restarted service see the current values."""
-    inbox_port = int(environ.get("STAFF_INBOX_PORT", "8000"))
+    """Read at the moment of use, so tests and a restarted service see the current values.
+
+    Raises SettingsError for a value that cannot work; `make run` calls this once before
+    starting anything, so a bad setting stops it with the variable's name.
+    """
+    inbox_port = _number(environ, "STAFF_INBOX_PORT", "8000", int, 1)
     return Settings(
         database_url=_get(environ, "DATABASE_URL") or DEFAULT_DATABASE_URL,
         staff_email=_get(environ, "STAFF_EMAIL"),
         smtp_host=_get(environ, "SMTP_HOST"),
-        smtp_port=int(environ.get("SMTP_PORT", "25")),
+        smtp_port=_number(environ, "SMTP_PORT", "25", int, 1),
         smtp_user=_get(environ, "SMTP_USER"),
         smtp_password=_get(environ, "SMTP_PASSWORD"),
         smtp_starttls=environ.get("SMTP_STARTTLS", "false").strip().lower() in TRUE_WORDS,
@@ -76,7 +117,10 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
                                        or PROJECT_ROOT / "var" / "staff_inbox_password"),
         staff_inbox_secret_key=_get(environ, "STAFF_INBOX_SECRET_KEY"),
         production=environ.get("APP_ENV", "development").strip().lower() == "production",
-        outbox_poll_seconds=float(environ.get("OUTBOX_POLL_SECONDS", "1")),
-        retry_base_seconds=float(environ.get("OUTBOX_RETRY_BASE_SECONDS", "5")),
-        retry_max_seconds=float(environ.get("OUTBOX_RETRY_MAX_SECONDS", "600")),
+        staff_inbox_trusted_proxies=_networks(environ, "STAFF_INBOX_TRUSTED_PROXIES"),
+        outbox_poll_seconds=_number(environ, "OUTBOX_POLL_SECONDS", "1", float, 0.05),
+        retry_base_seconds=_number(environ, "OUTBOX_RETRY_BASE_SECONDS", "5", float, 0.0),
+        retry_max_seconds=_number(environ, "OUTBOX_RETRY_MAX_SECONDS", "600", float, 0.0),
+        outbox_lease_seconds=_number(environ, "OUTBOX_LEASE_SECONDS", "120", float, 1.0),
+        outbox_max_attempts=_number(environ, "OUTBOX_MAX_ATTEMPTS", "30", int, 1),
     )

@@ -3,11 +3,20 @@
 A handoff and its outbox rows are written in one transaction: a request the visitor was
 told about always has its notifications queued, and a failed write queues nothing.
 Times are stored as naive UTC.
+
+Every database failure (unreachable, locked, refused) surfaces as StorageUnavailable, whose
+text names only the error's type: statements' parameters (visitors' details) are never
+logged. The schema is created on first use, so a process starts with the database down
+and works once it is back.
 """
+import os
+import threading
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from sqlalchemy import (
     JSON,
@@ -23,15 +32,20 @@ from sqlalchemy import (
     create_engine,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 STATUSES = ("new", "contacted", "booked", "closed")
 # A handoff id as typed in a URL or a command: more digits would overflow the database's integer.
 HANDOFF_ID_PATTERN = r"\d{1,18}"
 CHANNELS = ("email", "webhook")
+# pending: to be sent; sent; failed: given up (too many attempts, or it can never be sent).
+NOTIFICATION_STATUSES = ("pending", "sent", "failed")
 
 metadata = MetaData()
 
@@ -59,7 +73,10 @@ outbox = Table(
     Column("subject", String(300), nullable=False),
     Column("body", Text, nullable=False),
     Column("created_at", DateTime, nullable=False),
-    Column("status", String(16), nullable=False, default="pending"),  # pending, sent
+    Column("status", String(16), nullable=False, default="pending"),  # NOTIFICATION_STATUSES
+    # Stable across retries and senders: the email's Message-ID and the webhook's Idempotency-Key,
+    # so a delivery repeated after a sender died mid-send can be recognised as the same one.
+    Column("idempotency_key", String(64)),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime, nullable=False),
     # A sender that claims a row owns it until then, so two senders never send it twice.
@@ -96,22 +113,64 @@ def utcnow() -> datetime:
     return datetime.utcnow().replace(microsecond=0)
 
 
+class StorageUnavailable(Exception):
+    """The handoff database could not be reached, read or written (its cause is chained)."""
+
+
+def new_idempotency_key() -> str:
+    return uuid.uuid4().hex
+
+
 def make_engine(url: str) -> Engine:
-    database = make_url(url).database
-    if url.startswith("sqlite") and database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True)
-    metadata.create_all(engine)
-    return engine
+    # Statement parameters hold visitors' details: keep them out of errors and logs.
+    return create_engine(url, future=True, hide_parameters=True)
+
+
+def _create_private_sqlite_file(url: str) -> None:
+    """A new SQLite file is made readable by its owner only (SQLite's journals copy the mode)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def _upgrade_schema(connection: Connection) -> None:
+    """Adds what later versions added to a database made by an earlier one."""
+    if "idempotency_key" not in {column["name"] for column in inspect(connection).get_columns("outbox")}:
+        connection.execute(text("ALTER TABLE outbox ADD COLUMN idempotency_key VARCHAR(64)"))
+    for notification_id in connection.execute(
+            select(outbox.c.id).where(outbox.c.idempotency_key.is_(None))).scalars().all():
+        connection.execute(update(outbox).where(outbox.c.id == notification_id)
+                           .values(idempotency_key=new_idempotency_key()))
 
 
 class HandoffStore:
     def __init__(self, url: str) -> None:
+        self.url = url
         self.engine = make_engine(url)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    @contextmanager
+    def _database(self) -> Iterator[None]:
+        """Ensures the schema, and turns any database failure into StorageUnavailable."""
+        try:
+            with self._schema_lock:
+                if not self._schema_ready:
+                    _create_private_sqlite_file(self.url)
+                    metadata.create_all(self.engine)
+                    with self.engine.begin() as connection:
+                        _upgrade_schema(connection)
+                    self._schema_ready = True
+            yield
+        except (SQLAlchemyError, OSError) as error:
+            raise StorageUnavailable(type(error).__name__) from error
 
     def create_handoff(self, request: HandoffRequest, render: RenderNotifications) -> int:
         now = utcnow()
-        with self.engine.begin() as connection:
+        with self._database(), self.engine.begin() as connection:
             handoff_id = connection.execute(insert(handoffs).values(
                 created_at=now, full_name=request.full_name, phone=request.phone,
                 email=request.email, preferred_time=request.preferred_time,
@@ -123,7 +182,7 @@ class HandoffStore:
                 connection.execute(insert(outbox).values(
                     handoff_id=handoff_id, channel=notification.channel,
                     subject=notification.subject, body=notification.body, created_at=now,
-                    status="pending", attempts=0, next_attempt_at=now,
+                    status="pending", attempts=0, next_attempt_at=now, idempotency_key=new_idempotency_key(),
                 ))
         return handoff_id
 
@@ -131,11 +190,11 @@ class HandoffStore:
         query = select(handoffs).order_by(handoffs.c.created_at.desc(), handoffs.c.id.desc()).limit(limit)
         if status:
             query = query.where(handoffs.c.status == status)
-        with self.engine.connect() as connection:
+        with self._database(), self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
     def get_handoff(self, handoff_id: int) -> Optional[Dict[str, Any]]:
-        with self.engine.connect() as connection:
+        with self._database(), self.engine.connect() as connection:
             row = connection.execute(select(handoffs).where(handoffs.c.id == handoff_id)).first()
             if row is None:
                 return None
@@ -147,7 +206,7 @@ class HandoffStore:
     def set_status(self, handoff_id: int, status: str) -> bool:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
-        with self.engine.begin() as connection:
+        with self._database(), self.engine.begin() as connection:
             result = connection.execute(
                 update(handoffs).where(handoffs.c.id == handoff_id)
                 .values(status=status, status_changed_at=utcnow())
@@ -155,55 +214,62 @@ class HandoffStore:
             return result.rowcount == 1
 
     # --- outbox ----------------------------------------------------------------
-    def claim_due_notifications(self, now: datetime, lease: timedelta, limit: int = 20) -> List[Dict[str, Any]]:
-        """Pending notifications that are due, each claimed for `lease` by this caller."""
-        with self.engine.begin() as connection:
-            due = connection.execute(
-                select(outbox.c.id).where(
-                    outbox.c.status == "pending",
-                    outbox.c.next_attempt_at <= now,
-                    (outbox.c.locked_until.is_(None)) | (outbox.c.locked_until <= now),
-                ).order_by(outbox.c.id).limit(limit)
-            ).scalars().all()
-        claimed = []
-        for notification_id in due:
-            with self.engine.begin() as connection:
-                # Conditional update: only one claimant wins a row.
-                won = connection.execute(
-                    update(outbox).where(
-                        outbox.c.id == notification_id, outbox.c.status == "pending",
-                        (outbox.c.locked_until.is_(None)) | (outbox.c.locked_until <= now),
-                    ).values(locked_until=now + lease)
-                ).rowcount == 1
-                if won:
-                    row = connection.execute(select(outbox).where(outbox.c.id == notification_id)).first()
-                    claimed.append(dict(row._mapping))
-        return claimed
+    def claim_next_notification(self, now: datetime, lease: timedelta) -> Optional[Dict[str, Any]]:
+        """The oldest due pending notification, claimed for `lease` by this caller; None when none is due.
+
+        One row at a time, so a sender that dies holds back only the one it was sending.
+        """
+        claimable = (outbox.c.status == "pending") & (
+            outbox.c.locked_until.is_(None) | (outbox.c.locked_until <= now))
+        with self._database():
+            while True:
+                with self.engine.begin() as connection:
+                    notification_id = connection.execute(
+                        select(outbox.c.id).where(claimable, outbox.c.next_attempt_at <= now)
+                        .order_by(outbox.c.id).limit(1)
+                    ).scalar()
+                    if notification_id is None:
+                        return None
+                    # Conditional update: only one claimant wins a row; a loser looks again.
+                    won = connection.execute(
+                        update(outbox).where(outbox.c.id == notification_id, claimable)
+                        .values(locked_until=now + lease)
+                    ).rowcount == 1
+                    if won:
+                        row = connection.execute(select(outbox).where(outbox.c.id == notification_id)).first()
+                        return dict(row._mapping)
 
     def mark_sent(self, notification_id: int, now: datetime) -> None:
-        with self.engine.begin() as connection:
+        with self._database(), self.engine.begin() as connection:
             connection.execute(update(outbox).where(outbox.c.id == notification_id).values(
                 status="sent", sent_at=now, attempts=outbox.c.attempts + 1,
                 locked_until=None, last_error=None,
             ))
 
-    def mark_attempt_failed(self, notification_id: int, error: str, next_attempt_at: datetime) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(update(outbox).where(outbox.c.id == notification_id).values(
-                attempts=outbox.c.attempts + 1, next_attempt_at=next_attempt_at,
-                locked_until=None, last_error=error[:1000],
-            ))
+    def mark_attempt_failed(self, notification_id: int, error: str, next_attempt_at: Optional[datetime]) -> None:
+        """Records a failed attempt; with no next attempt the notification is given up as failed."""
+        values: Dict[str, Any] = {"attempts": outbox.c.attempts + 1, "locked_until": None, "last_error": error[:1000]}
+        if next_attempt_at is None:
+            values["status"] = "failed"
+        else:
+            values["next_attempt_at"] = next_attempt_at
+        with self._database(), self.engine.begin() as connection:
+            connection.execute(update(outbox).where(outbox.c.id == notification_id).values(**values))
 
-    def undelivered_counts(self) -> Tuple[int, int]:
-        """How many notifications are pending, and how many of those have failed an attempt."""
-        query = select(func.count(), func.count(outbox.c.last_error)).where(outbox.c.status == "pending")
-        with self.engine.connect() as connection:
-            pending, failing = connection.execute(query).one()
-        return pending, failing
+    def undelivered_counts(self) -> Tuple[int, int, int]:
+        """Pending notifications, those of them that have failed an attempt, and those given up as failed."""
+        query = select(
+            func.count().filter(outbox.c.status == "pending"),
+            func.count(outbox.c.last_error).filter(outbox.c.status == "pending"),
+            func.count().filter(outbox.c.status == "failed"),
+        )
+        with self._database(), self.engine.connect() as connection:
+            pending, failing, failed = connection.execute(query).one()
+        return pending, failing, failed
 
     def notifications(self, status: Optional[str] = None) -> List[Dict[str, Any]]:
         query = select(outbox).order_by(outbox.c.id)
         if status:
             query = query.where(outbox.c.status == status)
-        with self.engine.connect() as connection:
+        with self._database(), self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]

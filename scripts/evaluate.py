@@ -60,7 +60,8 @@ def train(config: Path, out_dir: Path, name: str) -> float:
 
 def rest_reply_ms(model: Path, messages: List[str], rounds: int, port: int) -> float:
     url = f"http://localhost:{port}/webhooks/rest/webhook"
-    with Services(rasa_services(str(model), port, port + 50), log=open(os.devnull, "w")):
+    with tempfile.TemporaryDirectory() as scratch, \
+            Services(rasa_services(str(model), port, port + 50, f"{scratch}/tracker.db"), log=open(os.devnull, "w")):
         requests.post(url, json={"sender": "warm-up", "message": "hello"}, timeout=60)
         medians = []
         for _ in range(rounds):

@@ -1,4 +1,9 @@
-"""`make run`: starts every process the assistant needs and stops them all on Ctrl-C."""
+"""`make run`: starts every process the assistant needs, keeps them running, stops them all on Ctrl-C.
+
+A process that exits is restarted with back-off (scripts/services.py); the chat never stops
+because the notification sender, the staff inbox or the demo page failed. Exits non-zero,
+before starting anything, when a setting is invalid or a port is taken by another program.
+"""
 import os
 import signal
 import sys
@@ -6,17 +11,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.services import Services, demo_site_service, rasa_services, staff_services  # noqa: E402
+from actions.settings import SettingsError, load_settings  # noqa: E402
+from scripts.services import PortInUse, Services, demo_site_service, rasa_services, staff_services  # noqa: E402
+
+PORT_SETTINGS = "RASA_PORT, ACTION_PORT, STAFF_INBOX_PORT or DEMO_PORT"
 
 
 def main() -> int:
-    rasa_port = int(os.environ.get("RASA_PORT", "5005"))
-    inbox_port = int(os.environ.get("STAFF_INBOX_PORT", "8000"))
-    demo_port = int(os.environ.get("DEMO_PORT", "8080"))
+    # Files the services create (databases, the password file) are private to this user.
+    os.umask(0o077)
+    try:
+        settings = load_settings()  # validated once, before anything starts
+        rasa_port = int(os.environ.get("RASA_PORT", "5005"))
+        action_port = int(os.environ.get("ACTION_PORT", "5055"))
+        demo_port = int(os.environ.get("DEMO_PORT", "8080"))
+    except (SettingsError, ValueError) as error:
+        print(f"Could not start the assistant: {error}", file=sys.stderr)
+        return 2
+    inbox_port = settings.staff_inbox_port
     services = Services(rasa_services(
         model=os.environ.get("MODEL", "models/ketamine-assistant.tar.gz"),
-        rasa_port=rasa_port,
-        action_port=int(os.environ.get("ACTION_PORT", "5055")),
+        rasa_port=rasa_port, action_port=action_port,
+        tracker_db=os.environ.get("TRACKER_DB") or "var/tracker.db",
     ) + staff_services(inbox_port)
       + [demo_site_service(demo_port, os.environ.get("WIDGET_SERVER_URL", f"http://localhost:{rasa_port}"))])
     # Ctrl-C (even where a parent shell set it to be ignored) and SIGTERM stop every service.
@@ -29,14 +45,19 @@ def main() -> int:
               f"  Staff inbox:  http://localhost:{inbox_port}/\n"
               f"  REST:         POST http://localhost:{rasa_port}/webhooks/rest/webhook\n"
               f"  socket.io:    http://localhost:{rasa_port}/socket.io\n", flush=True)
-        return services.wait()
+        services.supervise()
     except KeyboardInterrupt:
         return 0
+    except PortInUse as error:
+        print(f"Could not start the assistant: {error}. Stop that program, or choose other ports with "
+              f"{PORT_SETTINGS} (in .env).", file=sys.stderr)
+        return 1
     except RuntimeError as error:
         print(f"Could not start the assistant: {error}", file=sys.stderr)
         return 1
     finally:
         services.stop()
+    return 0
 
 
 if __name__ == "__main__":

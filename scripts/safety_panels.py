@@ -17,6 +17,7 @@ misses are counted, never printed).
 """
 import argparse
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -159,7 +160,10 @@ def main() -> int:
 
     failures: List[str] = []
     notes: List[str] = []
-    with Services(rasa_services(args.model, args.rasa_port, args.action_port), log=open("/dev/null", "w")):
+    # Their own tracker database: panel conversations never enter `make run`'s var/tracker.db.
+    with tempfile.TemporaryDirectory() as scratch, \
+            Services(rasa_services(args.model, args.rasa_port, args.action_port, f"{scratch}/tracker.db"),
+                     log=open("/dev/null", "w")):
         chat = Chat(f"http://localhost:{args.rasa_port}/webhooks/rest/webhook")
         for part in args.part or ["dev"]:
             files = PANEL_FILES[part]

@@ -6,6 +6,8 @@ STAFF_INBOX_HOST:STAFF_INBOX_PORT, http://localhost:8000 by default, and answers
 import asyncio
 import hashlib
 import hmac
+import ipaddress
+import logging
 import os
 import re
 import secrets
@@ -14,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,12 +25,16 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from multidict import MultiDictProxy
 
 from actions.clinic import ClinicConfigError, load_clinic
-from actions.settings import CLINIC_FILE, Settings, load_settings
-from actions.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore
+from actions.settings import CLINIC_FILE, Network, Settings, SettingsError, load_settings
+from actions.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore, StorageUnavailable
 
+logger = logging.getLogger("staff.inbox")
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "staff_session"
 SESSION_LIFETIME = timedelta(hours=12)
+# Set at each sign-in: a browser that has signed in before is never locked out by others' guesses.
+DEVICE_COOKIE = "staff_device"
+DEVICE_LIFETIME = timedelta(days=90)
 MIN_PRODUCTION_PASSWORD_LENGTH = 12
 LIST_LIMIT = 200
 PUBLIC_PATHS = ("/health", "/login")
@@ -43,7 +49,8 @@ STATUS_ACTIONS = {"new": "Reopen as new", "contacted": "Mark contacted", "booked
                   "closed": "Mark closed"}
 # Where signing in may lead: only the inbox's own pages, so a crafted link cannot redirect elsewhere.
 SAFE_NEXT = re.compile(rf"/(handoffs/{HANDOFF_ID_PATTERN})?(\?status=[a-z]+)?")
-ERRORS = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound}
+ERRORS = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
+          503: web.HTTPServiceUnavailable}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,10 +72,12 @@ def delivery_status(notification: Dict[str, Any], tz: ZoneInfo) -> str:
         return f"Sent {format_time(notification['sent_at'], tz)}"
     if not notification["attempts"]:
         return "Waiting to be sent"
-    text = f"Not delivered yet after {notification['attempts']} attempt{'s' if notification['attempts'] > 1 else ''}"
-    if notification["last_error"]:
-        text += f". Last error: {notification['last_error']}"
-    return f"{text}. Next try {format_time(notification['next_attempt_at'], tz)}"
+    attempts = f"{notification['attempts']} attempt{'s' if notification['attempts'] > 1 else ''}"
+    last_error = f". Last error: {notification['last_error']}" if notification["last_error"] else ""
+    if notification["status"] == "failed":
+        return f"Failed: not sent after {attempts}, and no longer retried{last_error}"
+    next_try = format_time(notification["next_attempt_at"], tz)
+    return f"Not delivered yet after {attempts}{last_error}. Next try {next_try}"
 
 
 def staff_password(settings: Settings) -> str:
@@ -127,6 +136,19 @@ class Sessions:
     def csrf_token(self, session: Session) -> str:
         return self._sign(f"csrf.{session.nonce}")
 
+    def create_device(self) -> str:
+        payload = f"device.{int(time.time() + DEVICE_LIFETIME.total_seconds())}.{secrets.token_urlsafe(16)}"
+        return f"{payload}.{self._sign(payload)}"
+
+    def verify_device(self, cookie: Optional[str]) -> Optional[str]:
+        """The id of a browser that signed in before, if its cookie is genuine and current."""
+        payload, _, signature = (cookie or "").rpartition(".")
+        kind, _, rest = payload.partition(".")
+        expires, _, device = rest.partition(".")
+        if kind != "device" or not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
+            return None
+        return device if expires.isdigit() and int(expires) >= time.time() else None
+
     def sign_out(self, session: Session) -> None:
         now = time.time()
         self.signed_out = {nonce: expires for nonce, expires in self.signed_out.items() if expires > now}
@@ -134,28 +156,66 @@ class Sessions:
 
 
 class LoginThrottle:
-    """Slows every wrong password, then blocks an address after too many (per process)."""
+    """Slows every wrong password and counts them (per process) per address, per trusted browser
+    and for the account (the one shared password).
 
-    def __init__(self, max_failures: int = 10, window_seconds: float = 900, delay_seconds: float = 1.0) -> None:
+    A browser without a trusted-device cookie is refused while its address, or the account, has
+    had too many wrong passwords lately; the account limit stops guessing spread over many
+    addresses. A trusted browser is judged on its own wrong passwords only, so nobody else's
+    guesses ever lock it out.
+    """
+
+    def __init__(self, max_failures: int = 10, max_account_failures: int = 100, window_seconds: float = 900,
+                 delay_seconds: float = 1.0) -> None:
         self.max_failures = max_failures
+        self.max_account_failures = max_account_failures
         self.window_seconds = window_seconds
         self.delay_seconds = delay_seconds
         self.failures: Dict[str, List[float]] = {}
 
     def _forget_old(self) -> None:
         cutoff = time.monotonic() - self.window_seconds
-        self.failures = {client: recent for client, times in self.failures.items()
+        self.failures = {key: recent for key, times in self.failures.items()
                          if (recent := [t for t in times if t > cutoff])}
 
-    def blocked(self, client: str) -> bool:
+    def _count(self, key: str) -> int:
+        return len(self.failures.get(key, []))
+
+    def blocked(self, address: str, device: Optional[str] = None) -> bool:
         self._forget_old()
-        return len(self.failures.get(client, [])) >= self.max_failures
+        if device is not None:
+            return self._count(f"device:{device}") >= self.max_failures
+        return (self._count(f"address:{address}") >= self.max_failures
+                or self._count("account") >= self.max_account_failures)
 
-    def record_failure(self, client: str) -> None:
-        self.failures.setdefault(client, []).append(time.monotonic())
+    def record_failure(self, address: str, device: Optional[str] = None) -> None:
+        keys = [f"device:{device}"] if device is not None else [f"address:{address}", "account"]
+        for key in keys:
+            self.failures.setdefault(key, []).append(time.monotonic())
 
-    def forget(self, client: str) -> None:
-        self.failures.pop(client, None)
+    def forget(self, address: str, device: Optional[str] = None) -> None:
+        self.failures.pop(f"device:{device}" if device is not None else f"address:{address}", None)
+
+
+def _is_trusted(address: str, proxies: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def client_address(request: web.Request, trusted_proxies: Sequence[Network]) -> str:
+    """The visitor's address: the connection's, or, from a configured trusted proxy, the nearest
+    X-Forwarded-For hop that is not itself a trusted proxy (hops further left can be forged)."""
+    peer = request.remote or "unknown"
+    if not _is_trusted(peer, trusted_proxies):
+        return peer
+    hops = [hop.strip() for header in request.headers.getall("X-Forwarded-For", []) for hop in header.split(",")]
+    for hop in reversed([hop for hop in hops if hop]):
+        if not _is_trusted(hop, trusted_proxies):
+            return hop
+    return peer
 
 
 def safe_next(value: Any) -> str:
@@ -179,6 +239,7 @@ class Inbox:
         self.password = password
         self.secure_cookie = settings.production
         self.throttle = throttle
+        self.trusted_proxies = settings.staff_inbox_trusted_proxies
         secret_key = (settings.staff_inbox_secret_key or "").encode() or secrets.token_bytes(32)
         self.sessions = Sessions(secret_key, password)
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -197,6 +258,16 @@ class Inbox:
     def error(self, request: web.Request, status: int, message: str) -> web.HTTPException:
         page = self.render(request, "error.html", http_status=status, message=message)
         return ERRORS[status](text=page.text, content_type="text/html")
+
+    @web.middleware
+    async def database_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StorageUnavailable as error:
+            logger.error("Handoff database unavailable for %s %s (%s)", request.method, request.path,
+                         type(error.__cause__).__name__)
+            raise self.error(request, 503, "The handoff database cannot be reached right now. "
+                                           "Try again in a minute.") from None
 
     @web.middleware
     async def require_session(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -225,21 +296,25 @@ class Inbox:
     async def login(self, request: web.Request) -> web.Response:
         form = await request.post()
         next_page = safe_next(form.get("next"))
-        client = request.remote or "unknown"
+        address = client_address(request, self.trusted_proxies)
+        device = self.sessions.verify_device(request.cookies.get(DEVICE_COOKIE))
         # No await between the check and recording a failure: parallel guesses all count.
-        if self.throttle.blocked(client):
+        if self.throttle.blocked(address, device):
             return self.render(request, "login.html", http_status=429, next=next_page,
                                error=f"Too many wrong passwords. Wait {self.throttle.window_seconds / 60:.0f} "
                                      "minutes, then try again.")
         if not hmac.compare_digest(str(form.get("password", "")).encode(), self.password.encode()):
-            self.throttle.record_failure(client)
+            self.throttle.record_failure(address, device)
             await asyncio.sleep(self.throttle.delay_seconds)
             return self.render(request, "login.html", http_status=401, next=next_page,
                                error="That password is not right. Please try again.")
-        self.throttle.forget(client)
+        self.throttle.forget(address, device)
         response = web.HTTPSeeOther(next_page)
         response.set_cookie(SESSION_COOKIE, self.sessions.create(), max_age=int(SESSION_LIFETIME.total_seconds()),
                             path="/", httponly=True, samesite="Strict", secure=self.secure_cookie)
+        response.set_cookie(DEVICE_COOKIE, self.sessions.create_device(),
+                            max_age=int(DEVICE_LIFETIME.total_seconds()), path="/login", httponly=True,
+                            samesite="Strict", secure=self.secure_cookie)
         raise response
 
     async def logout(self, request: web.Request) -> web.Response:
@@ -255,9 +330,10 @@ class Inbox:
             raise self.error(request, 400, f"There is no status called “{status}”.")
         # The store is synchronous: keep database calls off the event loop.
         handoffs = await asyncio.to_thread(self.store.list_handoffs, status, LIST_LIMIT)
-        undelivered, failing = await asyncio.to_thread(self.store.undelivered_counts)
+        undelivered, failing, failed = await asyncio.to_thread(self.store.undelivered_counts)
         return self.render(request, "list.html", handoffs=handoffs, filter_status=status, statuses=STATUSES,
-                           limited=len(handoffs) == LIST_LIMIT, undelivered=undelivered, failing=failing)
+                           limited=len(handoffs) == LIST_LIMIT, undelivered=undelivered, failing=failing,
+                           failed=failed)
 
     async def handoff_detail(self, request: web.Request) -> web.Response:
         handoff = await asyncio.to_thread(self.store.get_handoff, int(request.match_info["id"]))
@@ -282,7 +358,7 @@ def create_app(settings: Settings, store: Optional[HandoffStore] = None, *, clin
     password = staff_password(settings)  # first: a refused start touches nothing
     inbox = Inbox(settings, store or HandoffStore(settings.database_url), password, clinic_file,
                   throttle or LoginThrottle())
-    app = web.Application(middlewares=[inbox.require_session])
+    app = web.Application(middlewares=[inbox.database_errors, inbox.require_session])
     app.on_response_prepare.append(add_security_headers)
     app.add_routes([
         web.get("/health", inbox.health),
@@ -298,10 +374,10 @@ def create_app(settings: Settings, store: Optional[HandoffStore] = None, *, clin
 
 
 def main() -> int:
-    settings = load_settings()
     try:
+        settings = load_settings()
         app = create_app(settings)
-    except (ConfigError, ClinicConfigError) as error:
+    except (ConfigError, ClinicConfigError, SettingsError) as error:
         print(f"Staff inbox not started: {error}", file=sys.stderr)
         return 2
     host, port = settings.staff_inbox_host, settings.staff_inbox_port

@@ -3,21 +3,28 @@
 Started by `make run` (`python -m staff.sender`). A handoff's notifications are written
 with it in one transaction, so an SMTP or webhook outage only delays them: they stay
 pending, retried after 5 s, 10 s, 20 s ... capped at OUTBOX_RETRY_MAX_SECONDS, and are
-delivered when the service returns. Claims are leased, so two senders never both send.
+delivered when the service returns. After OUTBOX_MAX_ATTEMPTS, or at once when a
+notification can never be sent, it is marked `failed` (the staff inbox shows it).
+
+Rows are claimed one at a time with a lease, so two senders never both send one and a
+sender that dies holds back only the row it was sending. Every attempt carries the row's
+idempotency key (Message-ID, Idempotency-Key), so a repeat after such a death is the same
+message. A database error (locked, unreachable) never stops the sender: it waits, doubling
+the wait up to OUTBOX_RETRY_MAX_SECONDS, and carries on. Logs name ids and error types only.
 """
 import logging
 import signal
 import sys
 import time
 from datetime import datetime, timedelta
-from typing import Optional
+from functools import partial
+from typing import Callable, Optional
 
-from actions.notifications import deliver
-from actions.settings import Settings, load_settings
-from actions.storage import HandoffStore, utcnow
+from actions.notifications import Undeliverable, deliver
+from actions.settings import Settings, SettingsError, load_settings
+from actions.storage import HandoffStore, StorageUnavailable, utcnow
 
 logger = logging.getLogger("staff.sender")
-LEASE = timedelta(minutes=2)  # longer than one delivery's timeouts
 
 
 def retry_delay(attempts_so_far: int, settings: Settings) -> timedelta:
@@ -25,37 +32,92 @@ def retry_delay(attempts_so_far: int, settings: Settings) -> timedelta:
     return timedelta(seconds=min(seconds, settings.retry_max_seconds))
 
 
-def run_once(store: HandoffStore, settings: Settings, now: Optional[datetime] = None) -> int:
-    """Tries every due notification once; returns how many were delivered."""
-    now = now or utcnow()
-    delivered = 0
-    for notification in store.claim_due_notifications(now, LEASE):
+def database_wait(failures_in_a_row: int, settings: Settings) -> float:
+    """Seconds to wait after the database failed this many times in a row: 1 s, 2 s, 4 s ... capped."""
+    return min(2.0 ** min(failures_in_a_row - 1, 20), max(settings.retry_max_seconds, settings.outbox_poll_seconds))
+
+
+def describe(error: BaseException) -> str:
+    """The error's type, and its cause's: never its text, which may quote a visitor's details."""
+    cause = error.__cause__
+    return f"{type(error).__name__} ({type(cause).__name__})" if cause else type(error).__name__
+
+
+def until_stored(record: Callable[[], None], settings: Settings) -> None:
+    """A delivery that went out must be recorded, or it would be sent again: retry while the database is down."""
+    failures = 0
+    while True:
         try:
-            deliver(settings, notification["channel"], notification["subject"], notification["body"])
-        except Exception as error:  # any failure: keep it pending and try again later
-            next_attempt = now + retry_delay(notification["attempts"], settings)
-            store.mark_attempt_failed(notification["id"], f"{type(error).__name__}: {error}", next_attempt)
-            logger.warning("%s notification %s failed (%s); next try at %s UTC",
-                           notification["channel"], notification["id"], error, next_attempt)
+            record()
+            return
+        except StorageUnavailable as error:
+            failures += 1
+            wait = database_wait(failures, settings)
+            logger.warning("Could not record a delivery (%s); retrying in %.0f s", describe(error), wait)
+            time.sleep(wait)
+
+
+def run_once(store: HandoffStore, settings: Settings, now: Optional[datetime] = None) -> int:
+    """Tries every due notification once, one claim at a time; returns how many were delivered.
+
+    Raises StorageUnavailable when the database cannot be read or written.
+    """
+    now = now or utcnow()
+    lease = timedelta(seconds=settings.outbox_lease_seconds)
+    delivered = 0
+    while (notification := store.claim_next_notification(now, lease)) is not None:
+        notification_id, channel = notification["id"], notification["channel"]
+        attempt = notification["attempts"] + 1
+        try:
+            deliver(settings, notification)
+        except Exception as error:  # noqa: BLE001 (any failure: keep it, retry or give up)
+            permanent = isinstance(error, Undeliverable)
+            next_attempt = None if permanent or attempt >= settings.outbox_max_attempts \
+                else now + retry_delay(notification["attempts"], settings)
+            store.mark_attempt_failed(notification_id, f"{type(error).__name__}: {error}", next_attempt)
+            if next_attempt is None:
+                logger.error("%s notification %s failed for good after %d attempt(s) (%s)",
+                             channel, notification_id, attempt, describe(error))
+            else:
+                logger.warning("%s notification %s: attempt %d failed (%s); next try at %s UTC",
+                               channel, notification_id, attempt, describe(error), next_attempt)
         else:
-            store.mark_sent(notification["id"], utcnow())
+            until_stored(partial(store.mark_sent, notification_id, utcnow()), settings)
             delivered += 1
-            logger.info("%s notification %s delivered", notification["channel"], notification["id"])
+            logger.info("%s notification %s delivered", channel, notification_id)
     return delivered
+
+
+def serve(store: HandoffStore, settings: Settings) -> None:
+    """Runs until stopped; a database error means a longer wait, never an exit."""
+    failures_in_a_row = 0
+    while True:
+        try:
+            run_once(store, settings)
+        except StorageUnavailable as error:
+            failures_in_a_row += 1
+            wait = database_wait(failures_in_a_row, settings)
+            logger.error("Outbox database unavailable (%s); trying again in %.0f s", describe(error), wait)
+        else:
+            if failures_in_a_row:
+                logger.info("Outbox database available again")
+            failures_in_a_row, wait = 0, settings.outbox_poll_seconds
+        time.sleep(wait)
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = load_settings()
-    store = HandoffStore(settings.database_url)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        logger.error("Outbox sender not started: %s", error)
+        return 2
     channels = [name for name, on in (("email", settings.email_enabled),
                                       ("webhook", bool(settings.staff_webhook_url))) if on]
     logger.info("Outbox sender running; channels on: %s", ", ".join(channels) or "none (staff inbox only)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        while True:
-            run_once(store, settings)
-            time.sleep(settings.outbox_poll_seconds)
+        serve(HandoffStore(settings.database_url), settings)
     except KeyboardInterrupt:
         return 0
 

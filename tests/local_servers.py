@@ -40,12 +40,14 @@ class SmtpServer:
 class WebhookReceiver:
     def __init__(self, status: int = 200):
         self.received, self.status = [], status
+        self.idempotency_keys = []  # each request's Idempotency-Key header, in order
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.received.append((self.headers["Content-Type"], json.loads(body)))
+                receiver.idempotency_keys.append(self.headers.get("Idempotency-Key"))
                 self.send_response(receiver.status)
                 self.end_headers()
 

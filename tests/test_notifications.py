@@ -93,7 +93,7 @@ def test_an_smtp_outage_loses_nothing_and_delivers_exactly_once(tmp_path):
     assert store.get_handoff(handoff_id) is not None  # the handoff itself is stored
     assert (pending["status"], pending["attempts"]) == ("pending", 1)
     assert "ConnectionRefusedError" in pending["last_error"]
-    assert store.undelivered_counts() == (1, 1)  # pending, and failed an attempt
+    assert store.undelivered_counts() == (1, 1, 0)  # pending, failed an attempt, given up
     assert pending["next_attempt_at"] == start + timedelta(seconds=5)
 
     # Still down at the next try: the wait doubles.
@@ -108,7 +108,7 @@ def test_an_smtp_outage_loses_nothing_and_delivers_exactly_once(tmp_path):
         assert len(smtp.mailbox.messages) == 1
         [sent] = store.notifications()
         assert (sent["status"], sent["attempts"], sent["last_error"]) == ("sent", 3, None)
-        assert store.undelivered_counts() == (0, 0)
+        assert store.undelivered_counts() == (0, 0, 0)
     finally:
         smtp.stop()
 
@@ -132,10 +132,10 @@ def test_a_claimed_notification_is_not_sent_by_a_second_sender(tmp_path, smtp):
     settings = settings_for(tmp_path, smtp_port=smtp.port)
     store, _ = new_handoff(settings)
     now = utcnow()
-    assert len(store.claim_due_notifications(now, timedelta(minutes=2))) == 1
-    assert store.claim_due_notifications(now, timedelta(minutes=2)) == []
+    assert store.claim_next_notification(now, timedelta(minutes=2)) is not None
+    assert store.claim_next_notification(now, timedelta(minutes=2)) is None
     # A sender that died holding the claim: after the lease the row is due again.
-    assert len(store.claim_due_notifications(now + timedelta(minutes=3), timedelta(minutes=2))) == 1
+    assert store.claim_next_notification(now + timedelta(minutes=3), timedelta(minutes=2)) is not None
 
 
 def test_with_no_channel_on_nothing_is_queued(tmp_path):
