@@ -26,7 +26,7 @@ BOOKING_SLOTS = ("full_name", "contact_details", "phone", "email", "preferred_ti
                  "reason", "consent", "booking_confirmed")
 
 # Always leave the requested detail unfilled: rules answer these.
-HARD_INTERRUPTIONS = {"cancel", "crisis", "medical_emergency"}
+HARD_INTERRUPTIONS = {"cancel", "crisis", "medical_emergency", "message_too_long"}
 # Interrupt only when the message reads as a question (or a confident FAQ match), so
 # that a name the model mistakes for a question is still taken as a name.
 ANSWERABLE = {"faq", "ask_cost", "ask_insurance", "ask_fda_approval", "ask_clinic_details",
@@ -41,6 +41,9 @@ SKIP_WORDS = {"skip", "no", "nope", "none", "nothing", "n/a", "na", "no thanks",
               "prefer not to say", "rather not say", "i'd rather not say", "nothing specific"}
 NOT_A_NAME = {"yes", "no", "ok", "okay", "sure", "yeah", "yep", "nope", "hi", "hello", "hey",
               "thanks", "thank you", "skip"}
+# The details the summary's "Change ..." buttons name. A correction naming any other slot
+# (phone, consent ...) is typed by hand, not clicked, and changes nothing.
+CORRECTABLE_FIELDS = ("full_name", "contact_details", "preferred_time", "reason")
 # A visitor correcting the summary in words: which detail they mean.
 FIELD_KEYWORDS = (
     ("full_name", re.compile(r"\bname\b", re.IGNORECASE)),
@@ -75,7 +78,7 @@ def is_interruption(message: Dict[Text, Any]) -> bool:
 def field_to_correct(message: Dict[Text, Any]) -> Optional[Text]:
     """The detail a correction names: the button's entity, else a keyword in the text."""
     for entity in message.get("entities", []):
-        if entity.get("entity") == "booking_field" and entity.get("value") in BOOKING_SLOTS:
+        if entity.get("entity") == "booking_field" and entity.get("value") in CORRECTABLE_FIELDS:
             return entity["value"]
     text = message.get("text", "")
     return next((slot for slot, pattern in FIELD_KEYWORDS if pattern.search(text)), None)
