@@ -1,0 +1,33 @@
+"""What a visitor's message becomes before NLU, the same in every input channel.
+
+A message over the length cap is replaced by the /message_too_long intent: the model never
+reads it (NLU time grows with length and runs on the server's one event loop), the tracker
+never stores it, and a rule answers with the domain response utter_message_too_long.
+Text that Python can hold but NLU and storage cannot (half an emoji, control characters)
+is cleaned, so "I want to kill myself" with a broken emoji still gets the crisis reply.
+"""
+import re
+
+TOO_LONG_PAYLOAD = "/message_too_long"
+
+# Unpaired UTF-16 halves (JSON "\ud83d" decodes to one) cannot be encoded as UTF-8.
+LONE_SURROGATES = re.compile(r"[\ud800-\udfff]")
+# Control characters other than tab and line breaks, which are spacing.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Invisible format characters (zero-width spaces and joiners, bidi controls, soft hyphen,
+# byte order mark): they would hide a word from the safety patterns.
+INVISIBLE_FORMAT = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def clean_text(text: str) -> str:
+    text = LONE_SURROGATES.sub("", text)
+    text = INVISIBLE_FORMAT.sub("", text)
+    return CONTROL_CHARACTERS.sub(" ", text)
+
+
+def prepare_message(text: str, max_chars: int) -> str:
+    """The text NLU gets: cleaned, or the too-long intent. Length is checked first, so a
+    huge message costs no cleaning."""
+    if len(text) > max_chars:
+        return TOO_LONG_PAYLOAD
+    return clean_text(text)
