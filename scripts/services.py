@@ -4,6 +4,7 @@ Used by `make run` (scripts/run_all.py) and by the end-to-end tests, so both
 run exactly the same processes.
 """
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+from channels.settings import allowed_origins
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -29,25 +32,30 @@ class Service:
 
 def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: Optional[str] = None,
                   env: Optional[Dict[str, str]] = None) -> List[Service]:
-    """The action server and the Rasa server (REST and socket.io channels)."""
+    """The action server (loopback only, answering only the Rasa server: actions/server.py)
+    and the Rasa server (REST and socket.io channels, browsers from ALLOWED_ORIGINS only)."""
     env = env or {}
     rasa = str(VENV_BIN / "rasa")
     action_url = f"http://localhost:{action_port}/webhook"
     tracker_db = tracker_db or os.environ.get("TRACKER_DB", "var/tracker.db")
     (PROJECT_ROOT / tracker_db).parent.mkdir(parents=True, exist_ok=True)
+    # Unset secrets are made here, once, so both servers share them and a restart keeps them.
+    secrets_env = {name: env.get(name) or os.environ.get(name) or secrets.token_hex(32)
+                   for name in ("ACTION_SERVER_TOKEN", "SESSION_SIGNING_KEY")}
+    origins = allowed_origins({**os.environ, **env})
     return [
         Service(
             "actions",
-            [rasa, "run", "actions", "--actions", "actions", "--port", str(action_port)],
+            [sys.executable, "-m", "actions.server"],
             f"http://localhost:{action_port}/health",
-            env=env,
+            env={**env, **secrets_env, "ACTION_PORT": str(action_port)},
         ),
         Service(
             "rasa",
-            [rasa, "run", "--model", model, "--port", str(rasa_port), "--cors", "*",
+            [rasa, "run", "--model", model, "--port", str(rasa_port), "--cors", *origins,
              "--credentials", "credentials.yml", "--endpoints", "endpoints.yml"],
             f"http://localhost:{rasa_port}/",
-            env={**env, "ACTION_ENDPOINT_URL": action_url, "TRACKER_DB": tracker_db},
+            env={**env, **secrets_env, "ACTION_ENDPOINT_URL": action_url, "TRACKER_DB": tracker_db},
         ),
     ]
 
