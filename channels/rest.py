@@ -24,7 +24,7 @@ from channels.settings import load_channel_settings
 
 logger = logging.getLogger(__name__)
 
-SENDER = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+SENDER = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 BODY_ERROR = 'The body must be a JSON object: {"sender": "<conversation id>", "message": "<text>"}.'
 SENDER_ERROR = "sender must be a string of 1-128 letters, digits, '_', '.', ':', '@' or '-'."
 MESSAGE_ERROR = "message must be a string."
@@ -44,7 +44,7 @@ def read_body(request: Request) -> Tuple[Optional[Dict[Text, Any]], Optional[Tex
     if not isinstance(body, dict):
         return None, BODY_ERROR
     sender, message, metadata = body.get("sender"), body.get("message"), body.get("metadata")
-    if not isinstance(sender, str) or not SENDER.match(sender):
+    if not isinstance(sender, str) or not SENDER.fullmatch(sender):
         return None, SENDER_ERROR
     if not isinstance(message, str):
         return None, MESSAGE_ERROR
