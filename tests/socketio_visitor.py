@@ -47,4 +47,5 @@ class Visitor:
         return elapsed, [first.get("text", "")] + self.replies_within(QUIET_SECONDS)
 
     def close(self) -> None:
-        self.client.disconnect()
+        # Without abort, the client waits for its pending long-poll, up to the 25 s ping interval.
+        self.client.eio.disconnect(abort=True)

@@ -183,7 +183,8 @@ def test_a_malformed_rest_request_gets_a_400_with_a_clear_json_error(port, body,
     assert error in response.json()["error"]
 
 
-@pytest.mark.parametrize("claimed", ["default", "x" * 100_000, "0123456789abcdef0123456789abcdef", None, 42])
+@pytest.mark.parametrize("claimed", ["default", "x" * 100_000, "0123456789abcdef0123456789abcdef", None, 42],
+                         ids=["default", "100k-characters", "unsigned", "none", "number"])
 def test_socketio_replaces_any_session_id_the_server_did_not_sign(port, claimed):
     visitor = Visitor(port, session_id=claimed)
     try:
@@ -227,7 +228,7 @@ def test_a_message_on_a_socket_without_a_session_is_ignored_and_the_server_stays
         time.sleep(2)
         assert replies == []
     finally:
-        client.disconnect()
+        client.eio.disconnect(abort=True)
     assert texts(say(port, f"alive-{uuid.uuid4()}", "hello"))
 
 
@@ -313,3 +314,9 @@ def test_replies_give_the_clinic_contacts_while_the_action_server_is_down_and_re
     assert CLINIC.fill(FAQ["utter_faq/side_effects"][0]["text"]) in texts(
         say(RECOVERY_RASA_PORT, sender, QUESTIONS["side_effects"]))
 
+
+
+@pytest.mark.parametrize("message", ["", " ", "\n\t", "\u3000", "\x00\x07", "\u200b\ufeff", "\ud83d"])
+def test_a_message_with_nothing_left_to_read_gets_the_rephrase_reply(port, message):
+    # DIET fails on a message without tokens: Rasa's REST channel answered `200 []`.
+    assert CLINIC.fill(DOMAIN["utter_default"][0]["text"]) in texts(say(port, f"blank-{uuid.uuid4()}", message))
