@@ -1,16 +1,13 @@
 """What a visitor's message becomes before NLU, the same in every input channel.
 
-A message over the length cap is replaced by the /message_too_long intent: the model never
-reads it (NLU time grows with length and runs on the server's one event loop), the tracker
-never stores it, and a rule answers with the domain response utter_message_too_long.
 Text that Python can hold but NLU and storage cannot (half an emoji, control characters)
 is cleaned, so "I want to kill myself" with a broken emoji still gets the crisis reply.
 A message with nothing but spacing left (DIET fails on a message without tokens, and the
-visitor got no reply) is the fallback intent: "could you put it another way?".
+visitor got no reply) is the fallback intent: "could you put it another way?". Messages
+over the length cap never get here (channels/handler.py).
 """
 import re
 
-TOO_LONG_PAYLOAD = "/message_too_long"
 BLANK_PAYLOAD = "/nlu_fallback"
 
 # Unpaired UTF-16 halves (JSON "\ud83d" decodes to one) cannot be encoded as UTF-8.
@@ -28,10 +25,7 @@ def clean_text(text: str) -> str:
     return CONTROL_CHARACTERS.sub(" ", text)
 
 
-def prepare_message(text: str, max_chars: int) -> str:
-    """The text NLU gets: cleaned, or the too-long or fallback intent. Length is checked
-    first, so a huge message costs no cleaning."""
-    if len(text) > max_chars:
-        return TOO_LONG_PAYLOAD
+def prepare_message(text: str) -> str:
+    """The text NLU gets: cleaned, or the fallback intent when nothing is left."""
     text = clean_text(text)
     return text if text.strip() else BLANK_PAYLOAD

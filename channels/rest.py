@@ -4,7 +4,7 @@ Rasa 3.6's `RestInput` takes a missing `sender` as the shared conversation "defa
 visitor saw another's booking details), answers a non-string `message` with `200 []` and
 an empty body or a JSON array with a 500. Here the body must be a JSON object with a
 string `sender` and a string `message`, else 400 with a JSON error; the message goes
-through channels/inbound.py (cleaning, length cap) and the request size is capped.
+through channels/handler.py (length cap, cleaning) and the request size is capped.
 credentials.yml names this channel; its URL and reply format are Rasa's.
 """
 import logging
@@ -18,8 +18,7 @@ from sanic.exceptions import InvalidUsage
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from channels.inbound import prepare_message
-from channels.session_recovery import with_session_recovery
+from channels.handler import message_handler
 from channels.settings import load_channel_settings
 
 logger = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ class CheckedRestInput(RestInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("checked_rest_webhook", __name__)
-        on_new_message = with_session_recovery(webhook, on_new_message)
+        handle = message_handler(webhook, on_new_message, self.settings.max_message_chars)
 
         @webhook.listener("before_server_start")
         async def limit_request_size(app: Any, _loop: Any) -> None:
@@ -87,10 +86,9 @@ class CheckedRestInput(RestInput):
             if error:
                 return bad_request(error)
             collector = CollectingOutputChannel()
-            text = prepare_message(body["message"], self.settings.max_message_chars)
             try:
-                await on_new_message(UserMessage(text, collector, body["sender"],
-                                                 input_channel=self.name(), metadata=body["metadata"]))
+                await handle(UserMessage(body["message"], collector, body["sender"],
+                                         input_channel=self.name(), metadata=body["metadata"]))
             except Exception as exception:  # the type only: the message may hold personal details
                 logger.error("A REST message could not be handled: %s", type(exception).__name__)
                 return response.json({"error": "The message could not be handled."}, status=500)

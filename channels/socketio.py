@@ -12,7 +12,7 @@ The locks: a session id is the conversation's only key, and Rasa lets a client n
 signed by the server (HMAC with SESSION_SIGNING_KEY): a client keeps using the id it was
 given (reloads, other tabs), and any other id is replaced by a new one, which the client
 learns from `session_confirm`. A message is taken only for the session its socket was
-confirmed in. Messages go through channels/inbound.py (cleaning, length cap); origins and
+confirmed in. Messages go through channels/handler.py (length cap, cleaning); origins and
 packet size are limited by channels/settings.py.
 """
 import hashlib
@@ -26,8 +26,7 @@ from rasa.core.channels.channel import InputChannel, UserMessage
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
 from sanic import Blueprint
 
-from channels.inbound import prepare_message
-from channels.session_recovery import with_session_recovery
+from channels.handler import message_handler
 from channels.settings import load_channel_settings
 
 logger = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class PersistentSocketIOInput(SocketIOInput):
         socketio_webhook = super().blueprint(on_new_message)
         sio = self.sio
         assert sio is not None
-        on_new_message = with_session_recovery(socketio_webhook, on_new_message)
+        handle = message_handler(socketio_webhook, on_new_message, self.settings.max_message_chars)
         # Rasa's empty list turns Engine.IO's origin check off; browsers elsewhere are refused.
         sio.eio.cors_allowed_origins = list(self.settings.allowed_origins)
         sio.eio.max_http_buffer_size = self.settings.max_request_bytes
@@ -108,9 +107,8 @@ class PersistentSocketIOInput(SocketIOInput):
             else:
                 sender_id = sid
             metadata = data.get(self.metadata_key)
-            text = prepare_message(data["message"], self.settings.max_message_chars)
-            await on_new_message(UserMessage(
-                text, SocketIOOutput(sio, self.bot_message_evt), sender_id,
+            await handle(UserMessage(
+                data["message"], SocketIOOutput(sio, self.bot_message_evt), sender_id,
                 input_channel=self.name(), metadata=metadata if isinstance(metadata, dict) else None,
             ))
 

@@ -60,10 +60,11 @@ def test_a_message_at_the_cap_still_reaches_nlu(port):
     assert CLINIC.fill(FAQ["utter_faq/side_effects"][0]["text"]) in texts(say(port, f"cap-{uuid.uuid4()}", message))
 
 
-def test_a_message_over_the_cap_inside_the_form_keeps_the_form(port):
+def test_a_message_over_the_cap_inside_the_form_leaves_the_form_waiting(port):
     sender = f"form-long-{uuid.uuid4()}"
     assert DOMAIN["utter_ask_full_name"][0]["text"] in texts(say(port, sender, "i'd like to book a consultation"))
-    assert texts(say(port, sender, HUNDRED_KB)) == [TOO_LONG_REPLY, DOMAIN["utter_ask_full_name"][0]["text"]]
+    assert texts(say(port, sender, HUNDRED_KB)) == [TOO_LONG_REPLY]
+    assert DOMAIN["utter_ask_contact_details"][0]["text"] in texts(say(port, sender, "Dana Whitaker"))
 
 
 def test_a_body_over_the_request_limit_is_refused_before_it_is_read(port):
