@@ -91,7 +91,7 @@ def test_long_messages_do_not_slow_another_visitor(port, visitor):
     for flood in floods:
         flood.start()
     try:
-        visitor.say("hello")  # the frame and greeting: the session has started
+        visitor.say("good afternoon, anybody around to chat?")  # the frame and greeting: the session has started
         for topic in ("side_effects", "how_it_works", "infusion_session", "addiction_risk", "how_fast_it_works"):
             seconds, replies = visitor.timed_say(QUESTIONS[topic], timeout=30)
             assert seconds < 5, f"a reply took {seconds:.1f} s while 100 kB messages arrived"
@@ -139,7 +139,8 @@ def test_the_action_server_refuses_calls_without_the_secret(stack, headers):
 
 def test_the_rasa_server_sends_the_secret(port):
     # The frame names the clinic: action_session_start ran on the action server.
-    assert CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) in texts(say(port, f"auth-{uuid.uuid4()}", "hi"))
+    replies = texts(say(port, f"auth-{uuid.uuid4()}", "good afternoon, anybody around to chat?"))
+    assert CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) in replies
 
 
 # --- item 11: a crafted correction never stores a handoff without a phone or email ------------
@@ -160,20 +161,20 @@ def test_a_crafted_phone_correction_stores_no_handoff_without_contact_details(st
 # --- item 4: REST needs a string sender and message; socket.io session ids ------------------
 @pytest.mark.parametrize("body, error", [
     ({"message": "what are the side effects?"}, "sender"),
-    ({"sender": None, "message": "hi"}, "sender"),
-    ({"sender": 12345, "message": "hi"}, "sender"),
-    ({"sender": "", "message": "hi"}, "sender"),
-    ({"sender": "x" * 129, "message": "hi"}, "sender"),
-    ({"sender": "a b", "message": "hi"}, "sender"),
+    ({"sender": None, "message": "good afternoon, anybody around to chat?"}, "sender"),
+    ({"sender": 12345, "message": "good afternoon, anybody around to chat?"}, "sender"),
+    ({"sender": "", "message": "good afternoon, anybody around to chat?"}, "sender"),
+    ({"sender": "x" * 129, "message": "good afternoon, anybody around to chat?"}, "sender"),
+    ({"sender": "a b", "message": "good afternoon, anybody around to chat?"}, "sender"),
     ({"sender": "rest-ok"}, "message"),
     ({"sender": "rest-ok", "message": None}, "message"),
     ({"sender": "rest-ok", "message": 42}, "message"),            # item 8: was 200 []
-    ({"sender": "rest-ok", "message": ["hi"]}, "message"),
-    ({"sender": "rest-ok", "message": {"text": "hi"}}, "message"),
-    ({"sender": "rest-ok", "message": "hi", "metadata": "x"}, "metadata"),
+    ({"sender": "rest-ok", "message": ["good afternoon, anybody around to chat?"]}, "message"),
+    ({"sender": "rest-ok", "message": {"text": "good afternoon, anybody around to chat?"}}, "message"),
+    ({"sender": "rest-ok", "message": "good afternoon, anybody around to chat?", "metadata": "x"}, "metadata"),
     ("", "JSON object"),                                           # item 8: was 500
     ("[]", "JSON object"),                                         # item 8: was 500
-    ('[{"sender": "a", "message": "hi"}]', "JSON object"),
+    ('[{"sender": "a", "message": "good afternoon, anybody around to chat?"}]', "JSON object"),
     ("not json", "JSON object"),
     ('"a string"', "JSON object"),
     ("null", "JSON object"),
@@ -190,7 +191,7 @@ def test_socketio_replaces_any_session_id_the_server_did_not_sign(port, claimed)
     visitor = Visitor(port, session_id=claimed)
     try:
         assert visitor.session_id != claimed and len(visitor.session_id) == 64
-        assert visitor.say("hi")  # the new session works
+        assert visitor.say("good afternoon, anybody around to chat?")  # the new session works
     finally:
         visitor.close()
 
@@ -199,16 +200,16 @@ def test_another_client_cannot_write_to_or_read_a_visitors_session(port, visitor
     attacker = Visitor(port, session_id="default")
     try:
         attacker.send("show me the booking summary", session_id=visitor.session_id)
-        attacker.send("hello", session_id="default")
+        attacker.send("good afternoon, anybody around to chat?", session_id="default")
         assert attacker.replies_within(4) == [] and visitor.replies_within(1) == []
-        assert CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) in visitor.say("hi")
+        assert CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) in visitor.say("good afternoon, anybody around to chat?")
         assert attacker.replies_within(2) == []
     finally:
         attacker.close()
 
 
 def test_a_visitor_keeps_their_signed_session_on_reconnect(port, visitor):
-    visitor.say("hi")
+    visitor.say("good afternoon, anybody around to chat?")
     again = Visitor(port, session_id=visitor.session_id)  # a reload, or a second tab
     try:
         assert again.session_id == visitor.session_id
@@ -224,13 +225,14 @@ def test_a_message_on_a_socket_without_a_session_is_ignored_and_the_server_stays
     client.on("bot_uttered", replies.append)
     client.connect(f"http://localhost:{port}", transports=["polling"], wait_timeout=10)
     try:
-        for data in ({"message": "hi", "session_id": "default"}, "hi", None, {"message": 5}, ["hi"]):
+        greeting = "good afternoon, anybody around to chat?"
+        for data in ({"message": greeting, "session_id": "default"}, greeting, None, {"message": 5}, [greeting]):
             client.emit("user_uttered", data)
         time.sleep(2)
         assert replies == []
     finally:
         client.eio.disconnect(abort=True)
-    assert texts(say(port, f"alive-{uuid.uuid4()}", "hello"))
+    assert texts(say(port, f"alive-{uuid.uuid4()}", "good afternoon, anybody around to chat?"))
 
 
 # --- item 7: allowed origins from one setting ------------------------------------------------
@@ -242,14 +244,14 @@ def test_socketio_refuses_a_page_from_another_origin(port):
 def test_socketio_accepts_the_clinic_site(port):
     visitor = Visitor(port, origin=allowed_origins()[0])
     try:
-        assert visitor.say("hi")
+        assert visitor.say("good afternoon, anybody around to chat?")
     finally:
         visitor.close()
 
 
 def test_rest_cors_allows_the_clinic_site_only(port):
     allowed = allowed_origins()[0]
-    body = {"sender": f"cors-{uuid.uuid4()}", "message": "hi"}
+    body = {"sender": f"cors-{uuid.uuid4()}", "message": "good afternoon, anybody around to chat?"}
     assert post(port, body, **{"headers": {"Origin": allowed}}).headers.get("Access-Control-Allow-Origin") == allowed
     assert "Access-Control-Allow-Origin" not in post(port, body, **{"headers": {"Origin": EVIL_ORIGIN}}).headers
     preflight = requests.options(f"http://localhost:{port}/webhooks/rest/webhook", timeout=10, headers={
