@@ -42,6 +42,13 @@ export TRACKER_DB ?= var/tracker.db
 export RASA_PORT ?= 5005
 export ACTION_PORT ?= 5055
 export DEMO_PORT ?= 8080
+# Browsers may use the assistant from these origins only (channels/settings.py): the demo page.
+export ALLOWED_ORIGINS ?= http://localhost:$(DEMO_PORT),http://127.0.0.1:$(DEMO_PORT)
+# The action server answers only calls carrying this secret; unset, one is made per command.
+ifeq ($(strip $(ACTION_SERVER_TOKEN)),)
+ACTION_SERVER_TOKEN := $(shell od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+endif
+export ACTION_SERVER_TOKEN
 
 TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.yml' -o -name '*.py' 2>/dev/null)
 

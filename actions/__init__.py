@@ -1,1 +1,1 @@
-"""Custom actions of the clinic assistant, run by `rasa run actions`."""
+"""Custom actions of the clinic assistant, run by the action server (`python -m actions.server`)."""

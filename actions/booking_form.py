@@ -41,6 +41,9 @@ SKIP_WORDS = {"skip", "no", "nope", "none", "nothing", "n/a", "na", "no thanks",
               "prefer not to say", "rather not say", "i'd rather not say", "nothing specific"}
 NOT_A_NAME = {"yes", "no", "ok", "okay", "sure", "yeah", "yep", "nope", "hi", "hello", "hey",
               "thanks", "thank you", "skip"}
+# The details the summary's "Change ..." buttons name. A correction naming any other slot
+# (phone, consent ...) is typed by hand, not clicked, and changes nothing.
+CORRECTABLE_FIELDS = ("full_name", "contact_details", "preferred_time", "reason")
 # A visitor correcting the summary in words: which detail they mean.
 FIELD_KEYWORDS = (
     ("full_name", re.compile(r"\bname\b", re.IGNORECASE)),
@@ -75,7 +78,7 @@ def is_interruption(message: Dict[Text, Any]) -> bool:
 def field_to_correct(message: Dict[Text, Any]) -> Optional[Text]:
     """The detail a correction names: the button's entity, else a keyword in the text."""
     for entity in message.get("entities", []):
-        if entity.get("entity") == "booking_field" and entity.get("value") in BOOKING_SLOTS:
+        if entity.get("entity") == "booking_field" and entity.get("value") in CORRECTABLE_FIELDS:
             return entity["value"]
     text = message.get("text", "")
     return next((slot for slot, pattern in FIELD_KEYWORDS if pattern.search(text)), None)

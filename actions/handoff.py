@@ -8,8 +8,9 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.booking_form import BOOKING_SLOTS
+from actions.booking_form import BOOKING_SLOTS, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TIME_LENGTH
 from actions.clinic import WEEKDAYS, Clinic, format_time, load_clinic
+from actions.contact_details import normalise_email, normalise_us_phone
 from actions.notifications import render_notifications
 from actions.settings import CLINIC_FILE, load_settings
 from actions.storage import HandoffRequest, HandoffStore
@@ -66,6 +67,29 @@ def _optional(value: Optional[Text]) -> Optional[Text]:
     return value or None
 
 
+def _text_up_to(value: Any, max_length: int, required: bool = True) -> bool:
+    if value is None or value == "":
+        return not required
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= max_length
+
+
+def _normalised_or_empty(value: Any, normalise: Any) -> bool:
+    return value is None or (isinstance(value, str) and normalise(value) == value)
+
+
+def details_are_complete(tracker: Tracker) -> bool:
+    """Every detail as the form's validation leaves it. Slots can also be set by crafted
+    messages (a correction to a field the form never asked for), so nothing is trusted."""
+    phone, email = tracker.get_slot("phone"), tracker.get_slot("email")
+    return (tracker.get_slot("consent") is True
+            and _text_up_to(tracker.get_slot("full_name"), MAX_NAME_LENGTH)
+            and bool(phone or email)
+            and _normalised_or_empty(phone, normalise_us_phone)
+            and _normalised_or_empty(email, normalise_email)
+            and _text_up_to(tracker.get_slot("preferred_time"), MAX_TIME_LENGTH)
+            and _text_up_to(tracker.get_slot("reason"), MAX_REASON_LENGTH, required=False))
+
+
 class ActionSubmitBooking(Action):
     def name(self) -> Text:
         return "action_submit_booking"
@@ -77,6 +101,10 @@ class ActionSubmitBooking(Action):
             return reset_booking()
         if tracker.get_slot("booking_confirmed") is not True:
             return []
+        if not details_are_complete(tracker):
+            logger.warning("Refused an incomplete handoff for conversation %s", tracker.sender_id)
+            dispatcher.utter_message(response="utter_booking_incomplete")
+            return reset_booking()
         request = HandoffRequest(
             full_name=tracker.get_slot("full_name"),
             phone=_optional(tracker.get_slot("phone")),

@@ -1,61 +1,115 @@
-"""Rasa's socket.io channel with session persistence that works on python-socketio 5.10+.
+"""Rasa's socket.io channel, fixed and locked down. credentials.yml names it; the events and
+options are Rasa's `socketio` ones.
 
-Rasa 3.6's `SocketIOInput` answers `session_request` with `sio.enter_room(...)` without
-`await`. Since python-socketio 5.10, `AsyncServer.enter_room` is a coroutine, so with the
-python-socketio 5.18 that Rasa 3.6.21 installs the socket never joins its session's room:
+The fix: Rasa 3.6's `SocketIOInput` answers `session_request` with `sio.enter_room(...)`
+without `await`. Since python-socketio 5.10, `AsyncServer.enter_room` is a coroutine, so with
+the python-socketio 5.18 that Rasa 3.6.21 installs the socket never joins its session's room:
 the client gets `session_confirm`, but every bot reply is emitted to an empty room and is
-lost (seen on this project's pinned tree: "coroutine 'AsyncServer.enter_room' was never
-awaited", no `bot_uttered`). This subclass replaces only that handler; everything else
-(events, `session_persistence`, metadata, JWT) is Rasa's own. credentials.yml names it.
+lost. This channel awaits it.
 
-A session id is the conversation's only key, so it must be unguessable: the widget makes a
-random 128-bit one. Ids that are not 16-64 URL-safe characters are replaced by a new random
-one, which the client learns from `session_confirm`.
+The locks: a session id is the conversation's only key, and Rasa lets a client name any id
+("default", 100,000 characters, another visitor's) and join its room. Here ids are made and
+signed by the server (HMAC with SESSION_SIGNING_KEY): a client keeps using the id it was
+given (reloads, other tabs), and any other id is replaced by a new one, which the client
+learns from `session_confirm`. A message is taken only for the session its socket was
+confirmed in. Messages go through channels/handler.py (length cap, cleaning); origins and
+packet size are limited by channels/settings.py.
 """
+import hashlib
+import hmac
 import inspect
 import logging
-import re
-import uuid
+import secrets
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
-from rasa.core.channels.channel import UserMessage
-from rasa.core.channels.socketio import SocketIOInput
+from rasa.core.channels.channel import InputChannel, UserMessage
+from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
 from sanic import Blueprint
+
+from channels.handler import message_handler
+from channels.settings import load_channel_settings
 
 logger = logging.getLogger(__name__)
 
-SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+NONCE_HEX, SIGNATURE_HEX = 32, 32  # 128 random bits, 128 bits of HMAC-SHA256
 
 
-def valid_session_id(data: Any) -> Optional[Text]:
-    """The client's session id when it is well formed, else None."""
-    session_id = data.get("session_id") if isinstance(data, dict) else None
-    if isinstance(session_id, str) and SESSION_ID.match(session_id):
-        return session_id
-    return None
+class SessionIds:
+    """Session ids of the form <nonce><signature>, 64 hex characters."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    def _signature(self, nonce: Text) -> Text:
+        return hmac.new(self.key, nonce.encode(), hashlib.sha256).hexdigest()[:SIGNATURE_HEX]
+
+    def issue(self) -> Text:
+        nonce = secrets.token_hex(NONCE_HEX // 2)
+        return nonce + self._signature(nonce)
+
+    def verified(self, data: Any) -> Optional[Text]:
+        """The client's session id when this server signed it, else None."""
+        session_id = data.get("session_id") if isinstance(data, dict) else None
+        if not isinstance(session_id, str) or len(session_id) != NONCE_HEX + SIGNATURE_HEX:
+            return None
+        nonce, signature = session_id[:NONCE_HEX], session_id[NONCE_HEX:]
+        if hmac.compare_digest(signature, self._signature(nonce)):
+            return session_id
+        return None
 
 
 class PersistentSocketIOInput(SocketIOInput):
-    """`socketio` channel whose sockets really join their session's room."""
+    """`socketio` channel whose sockets really join their session's room, and only their own."""
 
     @classmethod
     def name(cls) -> Text:
         return "socketio"
 
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        channel = super().from_credentials(credentials)
+        # Checked once, at start: a bad setting stops the server with its message.
+        channel.settings = load_channel_settings()
+        channel.session_ids = SessionIds(channel.settings.session_signing_key)
+        return channel
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         socketio_webhook = super().blueprint(on_new_message)
         sio = self.sio
         assert sio is not None
+        handle = message_handler(socketio_webhook, on_new_message, self.settings.max_message_chars)
+        # Rasa's empty list turns Engine.IO's origin check off; browsers elsewhere are refused.
+        sio.eio.cors_allowed_origins = list(self.settings.allowed_origins)
+        sio.eio.max_http_buffer_size = self.settings.max_request_bytes
 
-        # Registering the event again replaces Rasa's handler.
+        # Registering an event again replaces Rasa's handler.
         @sio.on("session_request", namespace=self.namespace)
-        async def session_request(sid: Text, data: Optional[Dict]) -> None:
-            session_id = valid_session_id(data) or uuid.uuid4().hex
+        async def session_request(sid: Text, data: Any) -> None:
+            session_id = self.session_ids.verified(data) or self.session_ids.issue()
             if self.session_persistence:
                 entered = sio.enter_room(sid, session_id, namespace=self.namespace)
                 if inspect.isawaitable(entered):
                     await entered
+            await sio.save_session(sid, {"session_id": session_id}, namespace=self.namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=self.namespace)
-            logger.debug(f"Socket {sid} joined session {session_id}.")
+
+        @sio.on(self.user_message_evt, namespace=self.namespace)
+        async def handle_message(sid: Text, data: Any) -> None:
+            if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+                logger.debug("Ignored a socket.io message without a string message.")
+                return
+            if self.session_persistence:
+                confirmed = (await sio.get_session(sid, namespace=self.namespace)).get("session_id")
+                if confirmed is None or data.get("session_id") != confirmed:
+                    logger.debug("Ignored a socket.io message for a session its socket was not confirmed in.")
+                    return
+                sender_id = confirmed
+            else:
+                sender_id = sid
+            metadata = data.get(self.metadata_key)
+            await handle(UserMessage(
+                data["message"], SocketIOOutput(sio, self.bot_message_evt), sender_id,
+                input_channel=self.name(), metadata=metadata if isinstance(metadata, dict) else None,
+            ))
 
         return socketio_webhook

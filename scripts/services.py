@@ -10,6 +10,7 @@ resets once it has run for a minute), and never stops the others: the chat keeps
 whatever happens to the notification sender, the staff inbox or the demo page.
 """
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Set
+
+from channels.settings import allowed_origins
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -54,7 +57,8 @@ def create_private_file(path: Path) -> None:
 
 def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: str,
                   env: Optional[Dict[str, str]] = None) -> List[Service]:
-    """The action server and the Rasa server (REST and socket.io channels).
+    """The action server (loopback only, answering only the Rasa server: actions/server.py)
+    and the Rasa server (REST and socket.io channels, browsers from ALLOWED_ORIGINS only).
 
     `tracker_db` is required: tests and panels pass their own file, never `make run`'s store.
     """
@@ -62,18 +66,23 @@ def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: str,
     rasa = str(VENV_BIN / "rasa")
     action_url = f"http://localhost:{action_port}/webhook"
     create_private_file(PROJECT_ROOT / tracker_db)  # conversations: not world-readable
+    # Unset secrets are made here, once, so both servers share them and a restart keeps them.
+    secrets_env = {name: env.get(name) or os.environ.get(name) or secrets.token_hex(32)
+                   for name in ("ACTION_SERVER_TOKEN", "SESSION_SIGNING_KEY")}
+    origins = allowed_origins({**os.environ, **env})
     return [
         Service(
             "actions",
-            [rasa, "run", "actions", "--actions", "actions", "--port", str(action_port)],
-            f"http://localhost:{action_port}/health", port=action_port, env=env,
+            [sys.executable, "-m", "actions.server"],
+            f"http://localhost:{action_port}/health", port=action_port,
+            env={**env, **secrets_env, "ACTION_PORT": str(action_port)},
         ),
         Service(
             "rasa",
-            [rasa, "run", "--model", model, "--port", str(rasa_port), "--cors", "*",
+            [rasa, "run", "--model", model, "--port", str(rasa_port), "--cors", *origins,
              "--credentials", "credentials.yml", "--endpoints", "endpoints.yml"],
             f"http://localhost:{rasa_port}/", port=rasa_port,
-            env={**env, "ACTION_ENDPOINT_URL": action_url, "TRACKER_DB": tracker_db},
+            env={**env, **secrets_env, "ACTION_ENDPOINT_URL": action_url, "TRACKER_DB": tracker_db},
         ),
     ]
 

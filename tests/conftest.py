@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +11,9 @@ from tests.local_servers import SmtpServer, free_port
 ROOT = Path(__file__).resolve().parent.parent
 SPACY_PIPELINE = ROOT / "build" / "spacy_en_lookup_lemmas"
 MODEL = ROOT / "models" / "ketamine-assistant.tar.gz"
-RASA_PORT, ACTION_PORT, INBOX_PORT = 5205, 5255, 5208
+# TEST_PORT_OFFSET moves every test server's port, so two checkouts can run the tests at once.
+PORT_OFFSET = int(os.environ.get("TEST_PORT_OFFSET", "0"))
+RASA_PORT, ACTION_PORT, INBOX_PORT = (port + PORT_OFFSET for port in (5205, 5255, 5208))
 
 
 @pytest.fixture(scope="session")

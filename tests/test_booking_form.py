@@ -297,3 +297,46 @@ def test_cancel_forgets_the_details():
     slots, responses = run(ActionCancelBooking(), tracker("never mind", intent="cancel", slots=FILLED))
     assert responses == ["utter_booking_cancelled"]
     assert set(slots) >= set(FILLED) and all(value is None for value in slots.values())
+
+
+# --- issue 13, item 11: the submission trusts no slot -----------------------------------------
+@pytest.mark.parametrize("changed", [
+    {"phone": None, "email": None},  # what a crafted correction of "phone" left behind
+    {"phone": "12345"}, {"phone": "+15035550147", "email": "not-an-email"}, {"email": ["a@b.co"]},
+    {"full_name": None}, {"full_name": "x" * 101}, {"preferred_time": ""}, {"preferred_time": None},
+    {"reason": "r" * 1001}, {"consent": None}, {"consent": "yes"},
+])
+def test_a_submission_with_any_detail_invalid_stores_nothing(database, changed):
+    slots, responses = submit({**FILLED, "booking_confirmed": True, **changed})
+    assert responses in (["utter_booking_incomplete"], ["utter_consent_declined"])
+    assert HandoffStore(database).list_handoffs() == []
+    assert all(value is None for value in slots.values()) and "phone" in slots
+
+
+def test_an_email_only_booking_is_still_stored(database):
+    submit({**FILLED, "phone": None, "contact_details": "dana@example.com", "email": "dana@example.com",
+            "booking_confirmed": True})
+    [row] = HandoffStore(database).list_handoffs()
+    assert (row["phone"], row["email"]) == (None, "dana@example.com")
+
+
+def crafted_correction(field):
+    return tracker(f'/correct_booking_field{{"booking_field":"{field}"}}', intent="correct_booking_field",
+                   requested_slot="booking_confirmed", slots=FILLED,
+                   entities=[{"entity": "booking_field", "value": field}])
+
+
+@pytest.mark.parametrize("field", ["consent", "booking_confirmed", "requested_slot"])
+def test_a_correction_naming_a_slot_without_a_button_changes_nothing(field):
+    changes = ValidateBookingForm().validate_booking_confirmed(
+        False, CollectingDispatcher(), crafted_correction(field), DOMAIN)
+    assert changes == {"booking_confirmed": None}
+
+
+@pytest.mark.parametrize("field", ["phone", "email"])
+def test_a_crafted_phone_or_email_correction_asks_for_the_contact_details_again(field):
+    # "phone" in the payload reads as the contact details: all three are cleared together,
+    # so the form asks for them again (it never leaves a contact detail without the others).
+    changes = ValidateBookingForm().validate_booking_confirmed(
+        False, CollectingDispatcher(), crafted_correction(field), DOMAIN)
+    assert changes == {"contact_details": None, "phone": None, "email": None, "booking_confirmed": None}

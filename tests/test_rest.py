@@ -8,9 +8,9 @@ import yaml
 from actions.clinic import load_clinic
 from actions.settings import CLINIC_FILE
 from scripts.services import Services, rasa_services
-from tests.conftest import MODEL, ROOT
+from tests.conftest import MODEL, PORT_OFFSET, ROOT
 
-DOWN_RASA_PORT, UNUSED_PORT = 5206, 5299
+DOWN_RASA_PORT, UNUSED_PORT = 5206 + PORT_OFFSET, 5299 + PORT_OFFSET
 CLINIC = load_clinic(CLINIC_FILE)
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())["responses"]
 FAQ = yaml.safe_load((ROOT / "data/responses/faq.yml").read_text())["responses"]

@@ -42,7 +42,8 @@ def servers(tmp_path_factory):
     assert (ROOT / "build/web/widget/clinic-chat.js").is_file(), "run `make widget` first"
     directory = tmp_path_factory.mktemp("browser")
     env = {"DATABASE_URL": f"sqlite:///{directory / 'handoffs.db'}", "STAFF_EMAIL": "", "SMTP_HOST": "",
-           "STAFF_WEBHOOK_URL": "", "STAFF_INBOX_PASSWORD": INBOX_PASSWORD, "STAFF_INBOX_URL": INBOX_URL}
+           "STAFF_WEBHOOK_URL": "", "STAFF_INBOX_PASSWORD": INBOX_PASSWORD, "STAFF_INBOX_URL": INBOX_URL,
+           "ALLOWED_ORIGINS": f"http://localhost:{DEMO_PORT}"}  # the demo page's origin
     services = Services(
         rasa_services(str(MODEL), RASA_PORT, ACTION_PORT, str(directory / "tracker.db"), env)
         + staff_services(INBOX_PORT, env)
