@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Dict, List
 
@@ -39,6 +39,8 @@ CONFIGS = {
     "before the encoder": PROJECT_ROOT / "benchmarks" / "before_encoder_config.yml",
     "stock `rasa init`": PROJECT_ROOT / "benchmarks" / "stock_config.yml",
 }
+# Every training subprocess started, so a failure can stop the others.
+TRAININGS: List[subprocess.Popen] = []
 ACCURACY_FIGURES = ("FAQ answer accuracy", "out-of-scope precision", "out-of-scope recall",
                     "intent accuracy", "response-selector accuracy")
 
@@ -48,14 +50,36 @@ def train(config: Path, out_dir: Path, name: str) -> float:
     config_copy = out_dir / f"{name}_config.yml"
     shutil.copy(config, config_copy)
     start = time.perf_counter()
-    subprocess.run(
+    process = subprocess.Popen(
         [str(VENV_BIN / "rasa"), "train", "--config", str(config_copy), "--out", str(out_dir),
          "--fixed-model-name", name],
-        cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL,
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
         # No cache, so each config pays its full training cost.
         env={**os.environ, "RASA_MAX_CACHE_SIZE": "0"},
     )
+    TRAININGS.append(process)
+    if process.wait() != 0:
+        raise RuntimeError(f"training {name} ({config.name}) failed with exit status {process.returncode}")
     return time.perf_counter() - start
+
+
+def train_all(configs: Dict[str, Path], out_dir: Path, slugs: Dict[str, str]) -> Dict[str, float]:
+    """Trains the configs two at a time; the first failure stops the others at once (a config
+    that fails in seconds must not cost the stock config's 40 minutes)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {pool.submit(train, path, out_dir, slugs[name]): name
+                   for name, path in sorted(configs.items(), key=lambda item: "stock" not in item[0])}
+        seconds = {}
+        for future in as_completed(futures):
+            try:
+                seconds[futures[future]] = future.result()
+            except Exception:
+                for other in futures:
+                    other.cancel()
+                for process in TRAININGS:
+                    process.kill()
+                raise
+        return seconds
 
 
 def rest_reply_ms(model: Path, messages: List[str], rounds: int, port: int) -> float:
@@ -167,10 +191,7 @@ def main() -> int:
         # one per core, the longest (stock) first.
         print("Training " + ", ".join(f"{name} ({path.relative_to(PROJECT_ROOT)})" for name, path in configs.items())
               + " ...", flush=True)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = {name: pool.submit(train, path, Path(tmp), slugs[name])
-                       for name, path in sorted(configs.items(), key=lambda item: "stock" not in item[0])}
-            train_seconds = {name: future.result() for name, future in futures.items()}
+        train_seconds = train_all(configs, Path(tmp), slugs)
         models = {name: Path(tmp) / f"{slugs[name]}.tar.gz" for name in configs}
         for name, model in models.items():
             agent = load_agent(str(model))
