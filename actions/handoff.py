@@ -119,8 +119,10 @@ class ActionSubmitBooking(Action):
         try:
             store_for(settings.database_url).create_handoff(
                 request, lambda handoff_id, saved: render_notifications(handoff_id, saved, settings))
-        except Exception:  # any storage failure: never tell the visitor it worked
-            logger.exception("Could not store the handoff for conversation %s", tracker.sender_id)
+        except Exception as error:  # any storage failure: never tell the visitor it worked
+            # The type only: a traceback can carry the visitor's details.
+            logger.error("Could not store the handoff for conversation %s: %s", tracker.sender_id,
+                         type(error).__name__)
             dispatcher.utter_message(response="utter_booking_failed")
             # The details stay: asking to book again shows the summary for another try.
             return [SlotSet("booking_confirmed", None)]

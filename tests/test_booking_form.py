@@ -284,13 +284,17 @@ def test_without_consent_nothing_is_stored(database):
     assert slots["full_name"] is None
 
 
-def test_a_failed_write_tells_the_visitor_to_call(tmp_path, monkeypatch):
+def test_a_failed_write_tells_the_visitor_to_call_and_logs_no_details(tmp_path, monkeypatch, caplog):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the database's folder should be")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{blocker / 'handoffs.db'}")
     slots, responses = submit({**FILLED, "booking_confirmed": True})
     assert responses == ["utter_booking_failed"]
     assert slots == {"booking_confirmed": None}  # the details stay for another try
+    assert "Could not store the handoff" in caplog.text
+    assert "Traceback" not in caplog.text  # a traceback can carry the SQL and its values
+    for detail in (FILLED["full_name"], FILLED["contact_details"]):
+        assert detail not in caplog.text
 
 
 def test_cancel_forgets_the_details():
