@@ -92,7 +92,23 @@ def send_email(settings: Settings, subject: str, body: str, idempotency_key: str
         # Plain SMTP to a local relay when no credentials are set.
         if settings.smtp_user and settings.smtp_password:
             smtp.login(settings.smtp_user, settings.smtp_password)
-        smtp.send_message(message)
+        try:
+            smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            if all(permanent_smtp_code(code) for code, _ in error.recipients.values()):
+                raise Undeliverable("SMTP refused the recipient") from error
+            raise
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as error:
+            if permanent_smtp_code(error.smtp_code):
+                raise Undeliverable(f"SMTP {error.smtp_code}") from error
+            raise
+
+
+def permanent_smtp_code(code: int) -> bool:
+    """A 5xx answer to the message (sender, recipient, content) is final (RFC 5321); a 4xx
+    one is temporary. Failures before the message (connecting, STARTTLS, logging in) are the
+    relay's set-up, which an operator can fix: those are retried like an outage."""
+    return 500 <= code < 600
 
 
 # Answers that say the request itself is wrong: sending it again cannot succeed.

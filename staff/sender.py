@@ -4,7 +4,9 @@ Started by `make run` (`python -m staff.sender`). A handoff's notifications are 
 with it in one transaction, so an SMTP or webhook outage only delays them: they stay
 pending, retried after 5 s, 10 s, 20 s ... capped at OUTBOX_RETRY_MAX_SECONDS, and are
 delivered when the service returns. After OUTBOX_MAX_ATTEMPTS, or at once when a
-notification can never be sent, it is marked `failed` (the staff inbox shows it).
+notification can never be sent (actions/notifications.py's Undeliverable: a header it cannot
+carry, an SMTP 5xx answer to the message, a webhook's 4xx that says the request is wrong),
+it is marked `failed` (the staff inbox shows it).
 
 Rows are claimed one at a time with a lease, so two senders never both send one and a
 sender that dies holds back only the row it was sending. Every attempt carries the row's

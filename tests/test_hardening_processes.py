@@ -278,6 +278,48 @@ def test_a_notification_that_can_never_be_sent_fails_at_once_and_shows_in_the_in
         smtp.stop()
 
 
+class AnsweringMailbox:
+    """A real SMTP server that answers RCPT TO and DATA with the given replies."""
+
+    def __init__(self, rcpt: str, data: str) -> None:
+        self.rcpt, self.data, self.accepted = rcpt, data, []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.rcpt.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return self.rcpt
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.data.startswith("250"):
+            self.accepted.append(message_from_bytes(envelope.content))
+        return self.data
+
+
+@pytest.mark.parametrize("rcpt, data, status", [
+    ("550 5.1.1 No such mailbox", "250 OK", "failed"),
+    ("250 OK", "554 5.7.1 Message rejected as spam", "failed"),
+    ("250 OK", "552 5.3.4 Message too big", "failed"),
+    ("450 4.2.1 Mailbox busy, try later", "250 OK", "pending"),
+    ("250 OK", "451 4.3.0 Temporary failure", "pending"),
+])
+def test_an_smtp_5xx_answer_fails_a_notification_at_once_and_a_4xx_one_is_retried(tmp_path, rcpt, data, status):
+    mailbox = AnsweringMailbox(rcpt, data)
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        environ = email_environ(tmp_path, controller.port)  # 30 attempts allowed
+        store, settings = new_handoff(environ), load_settings(environ)
+        assert run_once(store, settings) == 0
+        [notification] = store.notifications()
+        assert (notification["status"], notification["attempts"]) == (status, 1)
+        mailbox.rcpt = mailbox.data = "250 OK"
+        expected_sent = 0 if status == "failed" else 1
+        assert run_once(store, settings, now=utcnow() + timedelta(days=1)) == expected_sent
+        assert len(mailbox.accepted) == expected_sent
+    finally:
+        controller.stop()
+
+
 def test_a_name_with_a_line_break_still_gives_a_one_line_subject():
     request = HandoffRequest("Dana\r\nBcc: someone@evil.test", "mornings", True, "visitor-9")
     assert subject_for(request) == "New booking request: Dana Bcc: someone@evil.test"
