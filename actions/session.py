@@ -8,6 +8,19 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.clinic import load_clinic
 from actions.settings import CLINIC_FILE
 
+# The metadata channels/handler.py gives the SessionStarted it logs when this action could not
+# run (the action server was down); the session then starts again on the next message.
+STARTED_WITHOUT_ACTION_SERVER = "started_without_action_server"
+# Never carried over from a session that began without the action server: the form's and Rasa's.
+NOT_CARRIED_OVER = {"requested_slot", "session_started_metadata"}
+
+
+def began_without_action_server(tracker: Tracker) -> bool:
+    for event in reversed(tracker.events):
+        if event.get("event") == "session_started":
+            return bool((event.get("metadata") or {}).get(STARTED_WITHOUT_ACTION_SERVER))
+    return False
+
 
 class ActionSessionStart(Action):
     def name(self) -> Text:
@@ -19,6 +32,11 @@ class ActionSessionStart(Action):
         # Read on every new session so an edited clinic.yml applies without a restart.
         clinic = load_clinic(CLINIC_FILE)
         events: List[EventType] = [SessionStarted()]
+        if began_without_action_server(tracker):
+            # The same visitor, moments later: keep what the conversation set meanwhile (a crisis
+            # reply's crisis_support_shown keeps the 988 line on later answers).
+            events += [SlotSet(name, value) for name, value in tracker.slots.items()
+                       if value is not None and name not in NOT_CARRIED_OVER and name not in clinic.slots()]
         events += [SlotSet(name, value) for name, value in clinic.slots().items()]
         dispatcher.utter_message(response="utter_frame", **clinic.slots())
         events.append(ActionExecuted("action_listen"))

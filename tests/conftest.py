@@ -1,4 +1,6 @@
 import os
+import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,10 +41,28 @@ def stack(tmp_path_factory):
     }
     services = (rasa_services(str(MODEL), RASA_PORT, ACTION_PORT, str(directory / "tracker.db"), env)
                 + staff_services(INBOX_PORT, env))
+    log_path = directory / "services.log"  # every process's output, as `make run` prints it
     try:
-        with Services(services):
+        with log_path.open("a", encoding="utf-8") as log, Services(services, log=Tee(sys.stdout, log)):
             yield SimpleNamespace(rasa_port=RASA_PORT, inbox_url=env["STAFF_INBOX_URL"],
                                   inbox_password=env["STAFF_INBOX_PASSWORD"],
-                                  database_url=env["DATABASE_URL"], mailbox=smtp.mailbox)
+                                  database_url=env["DATABASE_URL"], mailbox=smtp.mailbox, log_path=log_path)
     finally:
         smtp.stop()
+
+
+class Tee:
+    def __init__(self, *sinks):
+        self.sinks, self.lock = sinks, threading.Lock()
+
+    def write(self, text):
+        with self.lock:
+            for sink in self.sinks:
+                if not sink.closed:  # a process's last lines may come after the test's end
+                    sink.write(text)
+
+    def flush(self):
+        with self.lock:
+            for sink in self.sinks:
+                if not sink.closed:
+                    sink.flush()

@@ -96,6 +96,20 @@ def test_session_start_fills_clinic_slots_and_shows_the_frame_once():
     assert dispatcher.messages[0]["clinic_name"] == slots["clinic_name"]
 
 
+@pytest.mark.parametrize("marked", [True, False])
+def test_a_session_begun_without_the_action_server_keeps_its_slots_when_it_starts_again(marked):
+    # channels/handler.py marks the session it starts while the action server is down.
+    began = {"event": "session_started", "metadata": {"started_without_action_server": True} if marked else None}
+    slots = {"crisis_support_shown": True, "requested_slot": "full_name", "clinic_phone": "(555) 000-0000"}
+    tracker = Tracker("visitor", slots, {}, [began, {"event": "action", "name": "action_listen"}],
+                      False, None, None, "action_listen")
+    events = asyncio.run(ActionSessionStart().run(CollectingDispatcher(), tracker, {}))
+    set_slots = {event["name"]: event["value"] for event in events if event["event"] == "slot"}
+    assert ("crisis_support_shown" in set_slots) is marked
+    assert "requested_slot" not in set_slots
+    assert set_slots["clinic_phone"] == load_clinic(CLINIC_FILE).phone  # always from clinic.yml
+
+
 def test_informational_crisis_question_also_gets_the_faq_answer():
     data = parse("crisis", "faq/suicidal_thoughts", 0.95, model_intent="faq")
     assert answer_alongside(data, 0.6) == "utter_faq/suicidal_thoughts"

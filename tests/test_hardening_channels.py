@@ -158,6 +158,27 @@ def test_a_crafted_phone_correction_stores_no_handoff_without_contact_details(st
     assert stored == []
 
 
+# --- item 6: no visitor details in the servers' logs -----------------------------------------
+def test_the_servers_logs_carry_no_message_text_or_contact_details(stack, port):
+    """A booking's details, a crisis message and a message over the cap, then the output of
+    every process (Rasa, the action server, the sender, the inbox) at the log level `make run` uses."""
+    sender = f"logs-{uuid.uuid4()}"
+    for message in ("i'd like to book a consultation", "Dana Whitaker", "(503) 555-0147 or Dana.W@Example.com",
+                    "weekday afternoons"):
+        say(port, sender, message)
+    say(port, f"logs-{uuid.uuid4()}", "i keep thinking about killing myself")
+    say(port, f"logs-{uuid.uuid4()}", HUNDRED_KB)
+    log = stack.log_path.read_text()
+    assert all(f"[{name}] " in log for name in ("rasa", "actions", "sender", "inbox"))  # the log is theirs
+    assert visitor_details_in(log) == []
+
+
+def visitor_details_in(log):
+    details = ("Dana Whitaker", "555-0147", "5035550147", "Dana.W@", "dana.w@", "weekday afternoons",
+               "killing myself", "book a consultation", "what are the side effects of ketamine")
+    return [detail for detail in details if detail.lower() in log.lower()]
+
+
 # --- item 4: REST needs a string sender and message; socket.io session ids ------------------
 @pytest.mark.parametrize("body, error", [
     ({"message": "what are the side effects?"}, "sender"),
@@ -301,22 +322,45 @@ def rasa_then_action_server(tmp_path_factory):
         group.stop()
 
 
-def test_replies_give_the_clinic_contacts_while_the_action_server_is_down_and_recover(rasa_then_action_server):
+def test_questions_are_answered_while_the_action_server_is_down_and_the_session_starts_once_back(
+        rasa_then_action_server):
     group, actions = rasa_then_action_server
+    side_effects = CLINIC.fill(FAQ["utter_faq/side_effects"][0]["text"])
+    cost = CLINIC.fill(DOMAIN["utter_ask_cost"][0]["text"])
+    # A new visitor's first message: the session start fails, the question is still answered
+    # (it got the "didn't understand" reply when no rule matched a session that never started).
     sender = f"outage-{uuid.uuid4()}"
-    for message in ("blorp znak", "how much does it cost"):
-        reply = " ".join(texts(say(RECOVERY_RASA_PORT, sender, message)))
-        assert "None" not in reply and CLINIC.phone in reply and CLINIC.email in reply
+    assert side_effects in texts(say(RECOVERY_RASA_PORT, sender, QUESTIONS["side_effects"]))
+    assert cost in texts(say(RECOVERY_RASA_PORT, sender, "how much does it cost"))  # the phone and email
+    assert CLINIC.phone in cost and CLINIC.email in cost
+    reply = " ".join(texts(say(RECOVERY_RASA_PORT, sender, "blorp znak")))  # out of scope, or not understood
+    assert "None" not in reply and CLINIC.phone in reply
+    in_crisis = f"outage-{uuid.uuid4()}"
+    assert CRISIS_REPLY in texts(say(RECOVERY_RASA_PORT, in_crisis, "i keep thinking about killing myself"))
+    after_crisis = texts(say(RECOVERY_RASA_PORT, in_crisis, QUESTIONS["side_effects"]))
+    assert side_effects in after_crisis and DOMAIN["utter_crisis_line"][0]["text"] in after_crisis
+    visitor = Visitor(RECOVERY_RASA_PORT)
+    try:
+        assert side_effects in visitor.say(QUESTIONS["side_effects"])
+    finally:
+        visitor.close()
 
     group.start_one(actions)
     replies = texts(say(RECOVERY_RASA_PORT, sender, "how much does it cost"))
     # The session start ran again: the first message, with the clinic's details from clinic.yml,
     # then the answer the rules give in a working conversation.
     assert replies[0] == CLINIC.fill(DOMAIN["utter_frame"][0]["text"])
-    assert CLINIC.fill(DOMAIN["utter_ask_cost"][0]["text"]) in replies
-    assert CLINIC.fill(FAQ["utter_faq/side_effects"][0]["text"]) in texts(
-        say(RECOVERY_RASA_PORT, sender, QUESTIONS["side_effects"]))
+    assert cost in replies
+    second = texts(say(RECOVERY_RASA_PORT, sender, QUESTIONS["side_effects"]))
+    assert side_effects in second and CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) not in second
+    # The conversation that had a crisis reply during the outage keeps the 988 line after it.
+    resumed = texts(say(RECOVERY_RASA_PORT, in_crisis, QUESTIONS["side_effects"]))
+    assert resumed[0] == CLINIC.fill(DOMAIN["utter_frame"][0]["text"])
+    assert side_effects in resumed and DOMAIN["utter_crisis_line"][0]["text"] in resumed
 
+    group.stop_one(actions)  # it stops again, in the middle of conversations
+    assert cost in texts(say(RECOVERY_RASA_PORT, sender, "how much does it cost"))
+    assert side_effects in texts(say(RECOVERY_RASA_PORT, f"outage-{uuid.uuid4()}", QUESTIONS["side_effects"]))
 
 
 @pytest.mark.parametrize("message", ["", " ", "\n\t", "\u3000", "\x00\x07", "\u200b\ufeff", "\ud83d"])
