@@ -20,6 +20,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 MIN_TOKEN_LENGTH = 32
+SETTINGS_ERROR_EXIT = 2  # scripts/services.py does not restart a process that exits so
 OPEN_PATHS = {"/health"}  # readiness checks carry no secret
 
 
@@ -61,7 +62,8 @@ def main() -> None:
     try:
         token = action_server_token()
     except ActionServerSettingsError as error:
-        sys.exit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(SETTINGS_ERROR_EXIT)
     host = os.environ.get("ACTION_HOST", "127.0.0.1")
     port = int(os.environ.get("ACTION_PORT", "5055"))
     logging.getLogger(__name__).info("Action server on http://%s:%s (token required)", host, port)

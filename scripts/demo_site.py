@@ -136,7 +136,7 @@ def main() -> int:
     args = parser.parse_args()
     if not (WIDGET_BUILD / "clinic-chat.js").is_file():
         print(f"The widget is not built ({WIDGET_BUILD}): run `make widget`.", file=sys.stderr)
-        return 1
+        return 2  # a set-up error: the supervisor does not restart it (scripts/services.py)
     handler = partial(DemoSiteHandler, assistant_url=args.assistant_url.rstrip("/"))
     server = ThreadingHTTPServer((args.host, args.port), handler)
     print(f"Demo clinic page: http://{args.host}:{args.port}/", flush=True)

@@ -7,7 +7,11 @@ holds the port. A port already in use stops the start before anything is started
 
 `supervise()` restarts any process that exits, after 1 s, 2 s, 4 s ... up to a minute (the wait
 resets once it has run for a minute), and never stops the others: the chat keeps answering
-whatever happens to the notification sender, the staff inbox or the demo page.
+whatever happens to the notification sender, the staff inbox or the demo page. One of those
+that exits with SETTINGS_ERROR_EXIT (2) has said which setting is wrong; starting it again
+cannot help, so it is reported once and left stopped until `make run` is restarted. (A required
+process, the chat's, with a bad setting stops `make run` while it starts; later it is always
+restarted.)
 """
 import os
 import secrets
@@ -27,6 +31,9 @@ from channels.settings import allowed_origins
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 RESTART_BASE_SECONDS, RESTART_MAX_SECONDS, STABLE_SECONDS = 1.0, 60.0, 60.0
+# The exit code of a child refusing to start on a bad setting (staff.sender, staff.inbox,
+# actions.server, scripts/demo_site.py; argparse uses it too).
+SETTINGS_ERROR_EXIT = 2
 
 
 @dataclass
@@ -43,6 +50,7 @@ class Service:
     failures_in_a_row: int = 0
     restart_at: Optional[float] = None
     announced_ready: bool = False
+    stopped_for_settings: bool = False  # exited on a bad setting: not restarted
 
 
 class PortInUse(RuntimeError):
@@ -221,8 +229,10 @@ class Services:
             if service.process.poll() is not None:
                 if service.required:
                     self.stop()
+                    reason = " (a setting is wrong; see its message above)" \
+                        if service.process.returncode == SETTINGS_ERROR_EXIT else ""
                     raise RuntimeError(f"{service.name} exited with code {service.process.returncode} "
-                                       f"while starting")
+                                       f"while starting{reason}")
                 return  # supervise() restarts it
             if time.monotonic() > deadline:
                 if service.required:
@@ -241,6 +251,8 @@ class Services:
     def check(self, service: Service) -> None:
         """One look at a service: restart it when due, schedule a restart when it has exited."""
         now = time.monotonic()
+        if service.stopped_for_settings:
+            return
         if service.restart_at is not None:
             if now >= service.restart_at:
                 service.restart_at = None
@@ -252,6 +264,11 @@ class Services:
                 self.announce_ready(service)
             if service.failures_in_a_row and now - service.started_at > STABLE_SECONDS:
                 service.failures_in_a_row = 0
+            return
+        if code == SETTINGS_ERROR_EXIT and not service.required:
+            service.stopped_for_settings = True
+            self.say(service, f"exited with code {code}: a setting is wrong (its message is above); not "
+                              f"restarted. The others keep running; fix the setting and restart `make run`.")
             return
         service.failures_in_a_row += 1
         delay = restart_delay(service.failures_in_a_row)
@@ -266,7 +283,7 @@ class Services:
             time.sleep(poll_seconds)
 
     def stop_one(self, service: Service) -> None:
-        service.restart_at = None
+        service.restart_at, service.stopped_for_settings = None, False
         if service.process is None or service.process.poll() is not None:
             return
         os.killpg(service.process.pid, signal.SIGTERM)
