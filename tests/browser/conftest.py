@@ -1,7 +1,8 @@
 """Real servers and real headless Chromium for the widget's end-to-end tests.
 
 Ports kept apart from `make run` (5005/5055/8000/8080) and the REST tests (52xx): Rasa 5505,
-actions 5555, demo page 8180, staff inbox 8181. Chromium is Debian's (`make chromium`), driven by Playwright.
+actions 5555, demo page 8180, staff inbox 8181, all moved by TEST_PORT_OFFSET. Chromium is Debian's
+(`make chromium`), driven by Playwright.
 """
 import os
 import re
@@ -13,9 +14,9 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from scripts.services import Services, demo_site_service, rasa_services, staff_services
-from tests.conftest import MODEL, ROOT
+from tests.conftest import MODEL, PORT_OFFSET, ROOT
 
-RASA_PORT, ACTION_PORT, DEMO_PORT, INBOX_PORT = 5505, 5555, 8180, 8181
+RASA_PORT, ACTION_PORT, DEMO_PORT, INBOX_PORT = (port + PORT_OFFSET for port in (5505, 5555, 8180, 8181))
 INBOX_URL = f"http://localhost:{INBOX_PORT}"
 INBOX_PASSWORD = "browser-test-inbox-password"
 ASSISTANT_URL = f"http://localhost:{RASA_PORT}"
