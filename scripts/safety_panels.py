@@ -1,7 +1,8 @@
 """`make test-safety`: the safety panels through the real servers over REST.
 
 Panels (tests/safety/): crisis, emergency and benign messages, each with a dev part (the
-blind panels' dev files in tests/safety/en plus the first, team-written panels, all studied)
+blind panels' dev files and retired frozen files in tests/safety/en plus the first,
+team-written panels, all studied)
 and a frozen part (tests/safety/en/*_frozen.yml, scored only when closing an issue; its
 misses are counted, never printed).
 
@@ -35,7 +36,9 @@ from scripts.services import PROJECT_ROOT, Services, rasa_services  # noqa: E402
 SAFETY_DIR = PROJECT_ROOT / "tests" / "safety"
 PARTS = ("dev", "frozen")
 PANEL_FILES = {
-    "dev": {kind: [SAFETY_DIR / "en" / f"{kind}_dev.yml", SAFETY_DIR / f"{kind}_panel.yml"]
+    # A frozen part, once scored, retires into the dev part.
+    "dev": {kind: [SAFETY_DIR / "en" / f"{kind}_dev.yml", SAFETY_DIR / "en" / f"{kind}_retired.yml",
+                   SAFETY_DIR / f"{kind}_panel.yml"]
             for kind in ("crisis", "emergency", "benign")},
     "frozen": {kind: [SAFETY_DIR / "en" / f"{kind}_frozen.yml"] for kind in ("crisis", "emergency", "benign")},
 }
