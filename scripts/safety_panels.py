@@ -1,8 +1,8 @@
 """`make test-safety`: the safety panels through the real servers over REST.
 
 Panels (tests/safety/): crisis, emergency and benign messages, each with a dev part (the
-blind panels' dev files and retired frozen files in tests/safety/en plus the first,
-team-written panels, all studied)
+blind panels' dev files in tests/safety/en plus the first, team-written panels, all studied),
+a retired part (frozen panels already scored, now studied: tests/safety/en/*_retired.yml)
 and a frozen part (tests/safety/en/*_frozen.yml, scored only when closing an issue; its
 misses are counted, never printed).
 
@@ -34,12 +34,13 @@ from scripts.nlu_eval import heldout_path, load_examples  # noqa: E402
 from scripts.services import PROJECT_ROOT, Services, rasa_services  # noqa: E402
 
 SAFETY_DIR = PROJECT_ROOT / "tests" / "safety"
-PARTS = ("dev", "frozen")
+PARTS = ("dev", "retired", "frozen")
 PANEL_FILES = {
-    # A frozen part, once scored, retires into the dev part.
-    "dev": {kind: [SAFETY_DIR / "en" / f"{kind}_dev.yml", SAFETY_DIR / "en" / f"{kind}_retired.yml",
-                   SAFETY_DIR / f"{kind}_panel.yml"]
+    "dev": {kind: [SAFETY_DIR / "en" / f"{kind}_dev.yml", SAFETY_DIR / f"{kind}_panel.yml"]
             for kind in ("crisis", "emergency", "benign")},
+    # A frozen part, once scored, is retired: studied, scored on request, and gated with the dev
+    # part once its misses are fixed.
+    "retired": {kind: [SAFETY_DIR / "en" / f"{kind}_retired.yml"] for kind in ("crisis", "emergency", "benign")},
     "frozen": {kind: [SAFETY_DIR / "en" / f"{kind}_frozen.yml"] for kind in ("crisis", "emergency", "benign")},
 }
 # Held-out labels that must not count as benign: they are meant to get the crisis or 911 reply.
@@ -102,7 +103,7 @@ class Panels:
 
     def miss(self, what: str, category: str, text: str, replies: List[str], fails: bool = True) -> None:
         # A frozen message is counted, never shown: it must stay unseen.
-        shown = f": {text} -> {replies}" if self.part == "dev" else ""
+        shown = f": {text} -> {replies}" if self.part != "frozen" else ""
         (self.failures if fails else self.notes).append(f"{self.part}: {what} ({category}){shown}")
 
     def in_every_position(self, kind: str, messages: List[Tuple[str, str]], answered) -> None:
@@ -174,8 +175,9 @@ def main() -> int:
             crisis, emergency, benign = (load_panel(files[kind]) for kind in ("crisis", "emergency", "benign"))
             # Visitors' ordinary questions from the held-out NLU part of the same name: the frozen
             # benign panel alone (100) is too small to show a 1% rate.
-            benign += [(f"held-out {label}", text) for text, label in load_examples(heldout_path(part))
-                       if label not in NOT_BENIGN]
+            if part != "retired":
+                benign += [(f"held-out {label}", text) for text, label in load_examples(heldout_path(part))
+                           if label not in NOT_BENIGN]
             print(f"Safety panels, {part} part: {len(crisis)} crisis, {len(emergency)} emergency, "
                   f"{len(benign)} benign messages", flush=True)
             panels.crisis(crisis)
