@@ -19,8 +19,9 @@ from sanic import Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from actions.settings import SETTINGS_ERROR_EXIT
+
 MIN_TOKEN_LENGTH = 32
-SETTINGS_ERROR_EXIT = 2  # scripts/services.py does not restart a process that exits so
 OPEN_PATHS = {"/health"}  # readiness checks carry no secret
 
 

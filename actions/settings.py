@@ -21,6 +21,9 @@ FAQ_ALONGSIDE_MIN_CONFIDENCE = float(os.environ.get("FAQ_ALONGSIDE_MIN_CONFIDENC
 
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'handoffs.db'}"
 TRUE_WORDS = {"1", "true", "yes", "on"}
+# The exit code of a process that stopped on a wrong setting: the supervisor
+# (scripts/services.py) reports it once and does not restart the process.
+SETTINGS_ERROR_EXIT = 2
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actions.clinic import Clinic, load_clinic  # noqa: E402
-from actions.settings import CLINIC_FILE, PROJECT_ROOT  # noqa: E402
+from actions.settings import CLINIC_FILE, PROJECT_ROOT, SETTINGS_ERROR_EXIT  # noqa: E402
 
 PAGES = PROJECT_ROOT / "web" / "demo"
 WIDGET_BUILD = PROJECT_ROOT / "build" / "web" / "widget"
@@ -136,7 +136,7 @@ def main() -> int:
     args = parser.parse_args()
     if not (WIDGET_BUILD / "clinic-chat.js").is_file():
         print(f"The widget is not built ({WIDGET_BUILD}): run `make widget`.", file=sys.stderr)
-        return 2  # a set-up error: the supervisor does not restart it (scripts/services.py)
+        return SETTINGS_ERROR_EXIT
     handler = partial(DemoSiteHandler, assistant_url=args.assistant_url.rstrip("/"))
     server = ThreadingHTTPServer((args.host, args.port), handler)
     print(f"Demo clinic page: http://{args.host}:{args.port}/", flush=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actions.settings import SettingsError, load_settings  # noqa: E402
+from actions.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings  # noqa: E402
 from scripts.services import PortInUse, Services, demo_site_service, rasa_services, staff_services  # noqa: E402
 
 PORT_SETTINGS = "RASA_PORT, ACTION_PORT, STAFF_INBOX_PORT or DEMO_PORT"
@@ -27,7 +27,7 @@ def main() -> int:
         demo_port = int(os.environ.get("DEMO_PORT", "8080"))
     except (SettingsError, ValueError) as error:
         print(f"Could not start the assistant: {error}", file=sys.stderr)
-        return 2
+        return SETTINGS_ERROR_EXIT
     inbox_port = settings.staff_inbox_port
     services = Services(rasa_services(
         model=os.environ.get("MODEL", "models/ketamine-assistant.tar.gz"),

@@ -26,14 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Set
 
+from actions.settings import SETTINGS_ERROR_EXIT
 from channels.settings import allowed_origins
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 RESTART_BASE_SECONDS, RESTART_MAX_SECONDS, STABLE_SECONDS = 1.0, 60.0, 60.0
-# The exit code of a child refusing to start on a bad setting (staff.sender, staff.inbox,
-# actions.server, scripts/demo_site.py; argparse uses it too).
-SETTINGS_ERROR_EXIT = 2
 
 
 @dataclass

@@ -25,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from multidict import MultiDictProxy
 
 from actions.clinic import ClinicConfigError, load_clinic
-from actions.settings import CLINIC_FILE, Network, Settings, SettingsError, load_settings
+from actions.settings import CLINIC_FILE, SETTINGS_ERROR_EXIT, Network, Settings, SettingsError, load_settings
 from actions.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore, StorageUnavailable
 
 logger = logging.getLogger("staff.inbox")
@@ -379,7 +379,7 @@ def main() -> int:
         app = create_app(settings)
     except (ConfigError, ClinicConfigError, SettingsError) as error:
         print(f"Staff inbox not started: {error}", file=sys.stderr)
-        return 2
+        return SETTINGS_ERROR_EXIT
     host, port = settings.staff_inbox_host, settings.staff_inbox_port
     try:
         web.run_app(app, host=host, port=port, access_log=None,

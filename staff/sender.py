@@ -23,7 +23,7 @@ from functools import partial
 from typing import Callable, Optional
 
 from actions.notifications import Undeliverable, deliver
-from actions.settings import Settings, SettingsError, load_settings
+from actions.settings import SETTINGS_ERROR_EXIT, Settings, SettingsError, load_settings
 from actions.storage import HandoffStore, StorageUnavailable, utcnow
 
 logger = logging.getLogger("staff.sender")
@@ -113,7 +113,7 @@ def main() -> int:
         settings = load_settings()
     except SettingsError as error:
         logger.error("Outbox sender not started: %s", error)
-        return 2
+        return SETTINGS_ERROR_EXIT
     channels = [name for name, on in (("email", settings.email_enabled),
                                       ("webhook", bool(settings.staff_webhook_url))) if on]
     logger.info("Outbox sender running; channels on: %s", ", ".join(channels) or "none (staff inbox only)")
