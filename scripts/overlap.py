@@ -76,6 +76,15 @@ def _rest_messages(path: Path) -> Iterator[str]:
                 yield node.args[index].value
 
 
+def _conversation_messages(path: Path) -> Iterator[str]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    # Only the last turn is scored; the earlier ones just set the context.
+    for conversation in data.get("conversations", []):
+        yield conversation["turns"][-1]
+    for message in data.get("messages", []):
+        yield message["text"]
+
+
 def collect_test_messages(root: Path = PROJECT_ROOT) -> Dict[str, List[str]]:
     """Every message a test sends or scores, by the file it comes from."""
     tests = root / "tests"
@@ -86,6 +95,8 @@ def collect_test_messages(root: Path = PROJECT_ROOT) -> Dict[str, List[str]]:
         found[str(path.relative_to(root))] = list(_panel_messages(path))
     for path in sorted((tests / "stories").rglob("*.yml")):
         found[str(path.relative_to(root))] = list(_story_user_turns(path))
+    for path in sorted((tests / "conversations").rglob("*.yml")):
+        found[str(path.relative_to(root))] = list(_conversation_messages(path))
     rest_questions = tests / "rest_questions.yml"
     if rest_questions.exists():
         found[str(rest_questions.relative_to(root))] = list(_panel_messages(rest_questions))
