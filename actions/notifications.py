@@ -23,37 +23,62 @@ TIMEOUT_SECONDS = 15
 
 
 def _visitor_fields(request: HandoffRequest, bullet: str) -> Dict[str, str]:
+    """Who the visitor is and what they wrote: only in a channel whose *_INCLUDE_DETAILS is on."""
     messages = [f"{bullet} {message}" for message in request.visitor_messages] or [f"{bullet} {NOT_GIVEN}"]
     return {
         "full_name": request.full_name,
         "phone": request.phone or NOT_GIVEN,
         "email": request.email or NOT_GIVEN,
-        "preferred_time": request.preferred_time,
         "reason": request.reason or NOT_GIVEN,
         "visitor_messages": "\n".join(messages),
     }
 
 
-def subject_for(request: HandoffRequest) -> str:
-    # A header is one line: a line break or control character typed into the name becomes a space.
-    name = " ".join("".join(char if char.isprintable() else " " for char in request.full_name).split())
-    return f"New booking request: {name}"
+def _fields(handoff_id: int, request: HandoffRequest, include_details: bool, bullet: str) -> Dict[str, str]:
+    # The minimal templates get only these, so a detail added to one of them fails loudly (KeyError).
+    fields = {"handoff_id": str(handoff_id), "preferred_time": request.preferred_time}
+    if include_details:
+        fields.update(_visitor_fields(request, bullet))
+    return fields
+
+
+def _render(template: str, include_details: bool, fields: Dict[str, str], **extra: str) -> str:
+    name = f"{template}_details.txt" if include_details else f"{template}.txt"
+    return Template((TEMPLATES / name).read_text()).substitute(fields, **extra)
+
+
+def one_line(text: str) -> str:
+    """A header is one line: a line break or control character typed by the visitor becomes a space."""
+    return " ".join("".join(char if char.isprintable() else " " for char in text).split())
+
+
+def subject_for(handoff_id: int, request: HandoffRequest, include_details: bool) -> str:
+    fields = {"handoff_id": str(handoff_id)}
+    if include_details:
+        fields["full_name"] = request.full_name
+    return one_line(_render("staff_email_subject", include_details, fields))
 
 
 def render_notifications(handoff_id: int, request: HandoffRequest, settings: Settings) -> List[Notification]:
-    """One notification per channel that is switched on; none when neither is."""
+    """One notification per channel that is switched on; none when neither is.
+
+    By default each says only that a request arrived, its id, the preferred time and the
+    inbox link; names, contact details, the reason and the visitor's messages are added per
+    channel by NOTIFY_EMAIL_INCLUDE_DETAILS / NOTIFY_WEBHOOK_INCLUDE_DETAILS.
+    """
     notifications = []
     inbox_link = f"{settings.staff_inbox_url}/handoffs/{handoff_id}"
     if settings.email_enabled:
-        body = Template((TEMPLATES / "staff_email.txt").read_text()).substitute(
-            _visitor_fields(request, "-"), inbox_link=inbox_link)
-        notifications.append(Notification("email", subject_for(request), body))
+        details = settings.notify_email_include_details
+        body = _render("staff_email", details, _fields(handoff_id, request, details, "-"), inbox_link=inbox_link)
+        notifications.append(Notification("email", subject_for(handoff_id, request, details), body))
     if settings.staff_webhook_url:
+        details = settings.notify_webhook_include_details
         # Slack's mrkdwn treats <, > and & as markup: escape what the visitor typed.
         fields = {key: value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                  for key, value in _visitor_fields(request, "•").items()}
-        body = Template((TEMPLATES / "staff_webhook.txt").read_text()).substitute(fields, inbox_link=inbox_link)
-        notifications.append(Notification("webhook", subject_for(request), body))
+                  for key, value in _fields(handoff_id, request, details, "•").items()}
+        body = _render("staff_webhook", details, fields, inbox_link=inbox_link)
+        notifications.append(Notification("webhook", subject_for(handoff_id, request, details), body))
     return notifications
 
 
@@ -63,6 +88,7 @@ class NotConfigured(RuntimeError):
 
 class Undeliverable(Exception):
     """This notification can never be sent as it is (retrying cannot help); its cause is chained."""
+
 
 
 def message_id(idempotency_key: str, sender_address: str) -> str:

@@ -21,6 +21,7 @@ FAQ_ALONGSIDE_MIN_CONFIDENCE = float(os.environ.get("FAQ_ALONGSIDE_MIN_CONFIDENC
 
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'handoffs.db'}"
 TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
 # The exit code of a process that stopped on a wrong setting: the supervisor
 # (scripts/services.py) reports it once and does not restart the process.
 SETTINGS_ERROR_EXIT = 2
@@ -38,6 +39,10 @@ class Settings:
     smtp_starttls: bool
     smtp_from: str
     staff_webhook_url: Optional[str]
+    # What the notifications carry: by default only that a request arrived, its id, the
+    # preferred time and the inbox link; the visitor's details only when a channel's flag is on.
+    notify_email_include_details: bool
+    notify_webhook_include_details: bool
     # The staff inbox, and the address notifications link to.
     staff_inbox_host: str
     staff_inbox_port: int
@@ -84,6 +89,15 @@ def _number(environ: Mapping[str, str], name: str, default: str, kind: Callable[
     return value
 
 
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    text = (_get(environ, name) or "").lower()
+    if not text:
+        return default
+    if text in TRUE_WORDS | FALSE_WORDS:
+        return text in TRUE_WORDS
+    raise SettingsError(f"{name} must be true or false, not {environ[name].strip()!r}")
+
+
 def _networks(environ: Mapping[str, str], name: str) -> Tuple[Network, ...]:
     networks = []
     for item in (_get(environ, name) or "").split(","):
@@ -112,6 +126,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         smtp_starttls=environ.get("SMTP_STARTTLS", "false").strip().lower() in TRUE_WORDS,
         smtp_from=_get(environ, "SMTP_FROM") or "assistant@localhost",
         staff_webhook_url=_get(environ, "STAFF_WEBHOOK_URL"),
+        notify_email_include_details=_flag(environ, "NOTIFY_EMAIL_INCLUDE_DETAILS", False),
+        notify_webhook_include_details=_flag(environ, "NOTIFY_WEBHOOK_INCLUDE_DETAILS", False),
         staff_inbox_host=environ.get("STAFF_INBOX_HOST", "127.0.0.1"),
         staff_inbox_port=inbox_port,
         staff_inbox_url=(_get(environ, "STAFF_INBOX_URL") or f"http://localhost:{inbox_port}").rstrip("/"),

@@ -114,8 +114,11 @@ def main() -> int:
     except SettingsError as error:
         logger.error("Outbox sender not started: %s", error)
         return SETTINGS_ERROR_EXIT
-    channels = [name for name, on in (("email", settings.email_enabled),
-                                      ("webhook", bool(settings.staff_webhook_url))) if on]
+    channels = [name for name, on in (
+        (f"email{' (with details)' if settings.notify_email_include_details else ''}",
+         settings.email_enabled),
+        (f"webhook{' (with details)' if settings.notify_webhook_include_details else ''}",
+         bool(settings.staff_webhook_url))) if on]
     logger.info("Outbox sender running; channels on: %s", ", ".join(channels) or "none (staff inbox only)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

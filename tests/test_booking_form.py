@@ -239,7 +239,8 @@ CONVERSATION = [
 def database(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'handoffs.db'}"
     monkeypatch.setenv("DATABASE_URL", url)
-    for name in ("STAFF_EMAIL", "SMTP_HOST", "STAFF_WEBHOOK_URL"):
+    for name in ("STAFF_EMAIL", "SMTP_HOST", "STAFF_WEBHOOK_URL", "NOTIFY_EMAIL_INCLUDE_DETAILS",
+                 "NOTIFY_WEBHOOK_INCLUDE_DETAILS"):
         monkeypatch.delenv(name, raising=False)
     return url
 
@@ -260,7 +261,11 @@ def test_a_confirmed_booking_is_stored_and_the_form_reset(database, monkeypatch)
     assert row["visitor_messages"] == ["does ketamine help with anxiety?", "Dana Whitaker"]
     [notification] = HandoffStore(database).notifications()
     assert notification["channel"] == "email" and notification["status"] == "pending"
-    assert "Dana Whitaker" in notification["subject"] and f"/handoffs/{row['id']}" in notification["body"]
+    assert notification["subject"] == f"New booking request #{row['id']}"
+    assert f"/handoffs/{row['id']}" in notification["body"] and "weekday afternoons" in notification["body"]
+    # By default staff notifications say nothing about who the visitor is (NOTIFY_EMAIL_INCLUDE_DETAILS).
+    assert not any(detail in notification["subject"] + notification["body"]
+                   for detail in ("Dana", "Whitaker", "5035550147", "anxiety"))
     assert responses[0].startswith("utter_booking_saved_")
     assert all(value is None for value in slots.values()) and "full_name" in slots
 

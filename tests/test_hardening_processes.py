@@ -57,7 +57,7 @@ BAD_SETTING_PORTS = {name: port + 10 for name, port in RUN_PORTS.items()}
 def base_environ(**extra: str) -> Dict[str, str]:
     """The test process's environment without any setting a developer's .env may have exported."""
     environ = {key: value for key, value in os.environ.items()
-               if not key.startswith(("STAFF_", "SMTP_", "OUTBOX_", "DATABASE_URL", "TRACKER_DB"))}
+               if not key.startswith(("STAFF_", "SMTP_", "OUTBOX_", "NOTIFY_", "DATABASE_URL", "TRACKER_DB"))}
     return {**environ, "STAFF_WEBHOOK_URL": "", **extra}
 
 
@@ -325,7 +325,9 @@ def test_an_smtp_5xx_answer_fails_a_notification_at_once_and_a_4xx_one_is_retrie
 
 def test_a_name_with_a_line_break_still_gives_a_one_line_subject():
     request = HandoffRequest("Dana\r\nBcc: someone@evil.test", "mornings", True, "visitor-9")
-    assert subject_for(request) == "New booking request: Dana Bcc: someone@evil.test"
+    # The name is in the subject only when the clinic turns NOTIFY_EMAIL_INCLUDE_DETAILS on.
+    assert subject_for(7, request, include_details=True) == "New booking request #7: Dana Bcc: someone@evil.test"
+    assert subject_for(7, request, include_details=False) == "New booking request #7"
 
 
 def test_after_the_maximum_attempts_a_notification_is_failed(tmp_path):

@@ -1,10 +1,12 @@
 """Staff notifications through the outbox, against a real SMTP server and a real HTTP receiver."""
+import json
+import re
 from datetime import timedelta
 
 import pytest
 
 from actions.notifications import render_notifications
-from actions.settings import load_settings
+from actions.settings import SettingsError, load_settings
 from actions.storage import HandoffRequest, HandoffStore, utcnow
 from staff.sender import retry_delay, run_once
 from tests.local_servers import SmtpServer, WebhookReceiver, free_port
@@ -14,6 +16,13 @@ REQUEST = HandoffRequest(
     preferred_time="weekday afternoons", reason="wants to know about side effects", consent=True,
     conversation_id="visitor-7", visitor_messages=["does it make you dizzy?", "Dana <b>Whitaker</b>"],
 )
+# Everything that says who the visitor is or what they wrote, in any form a notification could carry it.
+VISITOR_DETAILS = ("Dana", "Whitaker", "+15035550147", "5035550147", "555-0147", "dana@example.com",
+                   "wants to know about side effects", "side effects", "dizzy")
+
+
+def visitor_details_in(text):
+    return [detail for detail in VISITOR_DETAILS if detail.lower() in text.lower()]
 
 
 @pytest.fixture
@@ -47,31 +56,101 @@ def new_handoff(settings):
     return store, handoff_id
 
 
-def test_the_email_reaches_the_smtp_server_with_everything_staff_need(tmp_path, smtp):
+def test_by_default_the_email_says_only_that_a_request_arrived_with_its_id_time_and_link(tmp_path, smtp):
     settings = settings_for(tmp_path, smtp_port=smtp.port)
     store, handoff_id = new_handoff(settings)
     assert run_once(store, settings) == 1
     [(recipients, message)] = smtp.mailbox.messages
     assert recipients == ["team@clinic.test"]
-    assert message["Subject"] == "New booking request: Dana <b>Whitaker</b>"
+    assert message["Subject"] == f"New booking request #{handoff_id}"
     body = message.get_payload()
-    for expected in ("+15035550147", "dana@example.com", "weekday afternoons", "wants to know about side effects",
-                     "does it make you dizzy?", f"http://inbox.test:8000/handoffs/{handoff_id}"):
+    for expected in (f"#{handoff_id}", "Best time to contact: weekday afternoons",
+                     f"http://inbox.test:8000/handoffs/{handoff_id}"):
         assert expected in body
+    # The whole message as it reached the SMTP server: headers and body.
+    assert visitor_details_in(message.as_string()) == []
     assert store.notifications()[0]["status"] == "sent"
 
 
-def test_the_webhook_gets_slack_format_json(tmp_path, webhook):
+def test_with_email_details_on_the_email_carries_everything_staff_need(tmp_path, smtp):
+    settings = settings_for(tmp_path, smtp_port=smtp.port, NOTIFY_EMAIL_INCLUDE_DETAILS="true")
+    store, handoff_id = new_handoff(settings)
+    assert run_once(store, settings) == 1
+    [(_, message)] = smtp.mailbox.messages
+    assert message["Subject"] == f"New booking request #{handoff_id}: Dana <b>Whitaker</b>"
+    body = message.get_payload()
+    for expected in ("Dana <b>Whitaker</b>", "+15035550147", "dana@example.com", "weekday afternoons",
+                     "wants to know about side effects", "does it make you dizzy?",
+                     f"http://inbox.test:8000/handoffs/{handoff_id}"):
+        assert expected in body
+
+
+def test_by_default_the_webhook_says_only_that_a_request_arrived_with_its_id_time_and_link(tmp_path, webhook):
     settings = settings_for(tmp_path, webhook_url=webhook.url)
     store, handoff_id = new_handoff(settings)
     assert run_once(store, settings) == 1
     [(content_type, payload)] = webhook.received
     assert content_type == "application/json"
     assert set(payload) == {"text"}
-    assert "*New booking request:*" in payload["text"]
-    # What the visitor typed cannot inject Slack markup or links.
-    assert "Dana &lt;b&gt;Whitaker&lt;/b&gt;" in payload["text"]
+    assert f"*New booking request #{handoff_id}*" in payload["text"]
+    assert "Best time to contact: weekday afternoons" in payload["text"]
     assert f"<http://inbox.test:8000/handoffs/{handoff_id}|Open in the staff inbox>" in payload["text"]
+    assert visitor_details_in(json.dumps(payload, ensure_ascii=False)) == []
+
+
+def test_with_webhook_details_on_the_webhook_gets_them_in_slack_format(tmp_path, webhook):
+    settings = settings_for(tmp_path, webhook_url=webhook.url, NOTIFY_WEBHOOK_INCLUDE_DETAILS="yes")
+    store, handoff_id = new_handoff(settings)
+    assert run_once(store, settings) == 1
+    [(_, payload)] = webhook.received
+    assert f"*New booking request #{handoff_id}:*" in payload["text"]
+    for expected in ("+15035550147", "dana@example.com", "wants to know about side effects",
+                     "does it make you dizzy?"):
+        assert expected in payload["text"]
+    # What the visitor typed cannot inject Slack markup or links.
+    assert "Dana &lt;b&gt;Whitaker&lt;/b&gt;" in payload["text"] and "<b>" not in payload["text"]
+    assert f"<http://inbox.test:8000/handoffs/{handoff_id}|Open in the staff inbox>" in payload["text"]
+
+
+def test_the_time_a_visitor_typed_cannot_inject_slack_markup_in_the_minimal_webhook(tmp_path, webhook):
+    settings = settings_for(tmp_path, webhook_url=webhook.url)
+    store = HandoffStore(settings.database_url)
+    request = HandoffRequest(full_name="Sam", phone="+15035550100", email=None, preferred_time="<!channel> & <x|y>",
+                             reason=None, consent=True, conversation_id="visitor-8", visitor_messages=[])
+    store.create_handoff(request, lambda id_, saved: render_notifications(id_, saved, settings))
+    assert run_once(store, settings) == 1
+    [(_, payload)] = webhook.received
+    assert "Best time to contact: &lt;!channel&gt; &amp; &lt;x|y&gt;" in payload["text"]
+
+
+@pytest.mark.parametrize("email_details, webhook_details", [("true", "false"), ("false", "true")])
+def test_each_channel_includes_details_only_when_its_own_setting_is_on(tmp_path, smtp, webhook,
+                                                                       email_details, webhook_details):
+    settings = settings_for(tmp_path, smtp_port=smtp.port, webhook_url=webhook.url,
+                            NOTIFY_EMAIL_INCLUDE_DETAILS=email_details,
+                            NOTIFY_WEBHOOK_INCLUDE_DETAILS=webhook_details)
+    store, _ = new_handoff(settings)
+    assert run_once(store, settings) == 2
+    [(_, email)] = smtp.mailbox.messages
+    [(_, payload)] = webhook.received
+    email_has = bool(visitor_details_in(email.as_string()))
+    webhook_has = bool(visitor_details_in(json.dumps(payload, ensure_ascii=False)))
+    assert (email_has, webhook_has) == (email_details == "true", webhook_details == "true")
+
+
+def test_the_outbox_keeps_no_visitor_details_when_the_notifications_carry_none(tmp_path, smtp, webhook):
+    settings = settings_for(tmp_path, smtp_port=smtp.port, webhook_url=webhook.url)
+    store, _ = new_handoff(settings)
+    for row in store.notifications():
+        assert visitor_details_in(row["subject"] + row["body"]) == []
+
+
+@pytest.mark.parametrize("name", ["NOTIFY_EMAIL_INCLUDE_DETAILS", "NOTIFY_WEBHOOK_INCLUDE_DETAILS"])
+def test_the_details_settings_are_off_by_default_and_validated(tmp_path, name):
+    assert getattr(settings_for(tmp_path), name.lower()) is False
+    assert getattr(settings_for(tmp_path, **{name: "on"}), name.lower()) is True
+    with pytest.raises(SettingsError, match=re.escape(name)):
+        settings_for(tmp_path, **{name: "sometimes"})
 
 
 def test_both_channels_are_sent_once_each(tmp_path, smtp, webhook):
