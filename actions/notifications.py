@@ -14,7 +14,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Dict, List
 
-from actions.settings import Settings
+from actions.settings import Settings, is_loopback
 from actions.storage import HandoffRequest, Notification
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -90,6 +90,10 @@ class Undeliverable(Exception):
     """This notification can never be sent as it is (retrying cannot help); its cause is chained."""
 
 
+class TlsUnavailable(RuntimeError):
+    """The SMTP server does not offer STARTTLS: nothing was sent, never in plain text. Retried,
+    like a refused login: the relay's set-up (or SMTP_SECURITY) is for an operator to fix."""
+
 
 def message_id(idempotency_key: str, sender_address: str) -> str:
     """The same Message-ID on every attempt, so a repeated delivery is recognisably the same email."""
@@ -112,10 +116,24 @@ def send_email(settings: Settings, subject: str, body: str, idempotency_key: str
         message.set_content(body)
     except ValueError as error:  # e.g. a line break in a header
         raise Undeliverable(type(error).__name__) from error
-    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT_SECONDS) as smtp:
-        if settings.smtp_starttls:
-            smtp.starttls(context=ssl.create_default_context())
-        # Plain SMTP to a local relay when no credentials are set.
+    if settings.smtp_security == "none" and not (is_loopback(settings.smtp_host) or settings.smtp_allow_plaintext):
+        # load_settings refuses this already; a Settings made some other way is refused here too.
+        raise NotConfigured("SMTP_SECURITY=none to another machine needs SMTP_ALLOW_PLAINTEXT=true")
+    # Certificates are checked against the system's trusted authorities and SMTP_HOST's name.
+    context = ssl.create_default_context()
+    if settings.smtp_security == "tls":
+        connection = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT_SECONDS,
+                                      context=context)
+    else:
+        connection = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT_SECONDS)
+    with connection as smtp:
+        if settings.smtp_security == "starttls":
+            try:
+                smtp.starttls(context=context)
+            except smtplib.SMTPNotSupportedError as error:
+                raise TlsUnavailable("the SMTP server does not offer STARTTLS (SMTP_SECURITY=starttls); "
+                                     "nothing was sent") from error
+        # A login only with both set (a local relay needs none).
         if settings.smtp_user and settings.smtp_password:
             smtp.login(settings.smtp_user, settings.smtp_password)
         try:

@@ -22,6 +22,9 @@ FAQ_ALONGSIDE_MIN_CONFIDENCE = float(os.environ.get("FAQ_ALONGSIDE_MIN_CONFIDENC
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'handoffs.db'}"
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
+# How the sender talks to SMTP_HOST: STARTTLS, TLS from the first byte (SMTPS), or plain text.
+SMTP_SECURITY_MODES = ("starttls", "tls", "none")
+SMTP_DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 # The exit code of a process that stopped on a wrong setting: the supervisor
 # (scripts/services.py) reports it once and does not restart the process.
 SETTINGS_ERROR_EXIT = 2
@@ -36,7 +39,9 @@ class Settings:
     smtp_port: int
     smtp_user: Optional[str]
     smtp_password: Optional[str]
-    smtp_starttls: bool
+    # starttls (the default), tls or none; none only to this machine or with smtp_allow_plaintext.
+    smtp_security: str
+    smtp_allow_plaintext: bool
     smtp_from: str
     staff_webhook_url: Optional[str]
     # What the notifications carry: by default only that a request arrived, its id, the
@@ -98,6 +103,34 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, not {environ[name].strip()!r}")
 
 
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: mail to it never leaves this machine."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _smtp_security(environ: Mapping[str, str], host: Optional[str]) -> Tuple[str, bool]:
+    """SMTP_SECURITY and SMTP_ALLOW_PLAINTEXT, checked: plain text only to this machine, or when allowed."""
+    allow_plaintext = _flag(environ, "SMTP_ALLOW_PLAINTEXT", False)
+    text = (_get(environ, "SMTP_SECURITY") or "").lower()
+    if not text:  # a relay on this machine: plain SMTP; anything else: STARTTLS
+        return ("none" if host and is_loopback(host) else "starttls"), allow_plaintext
+    if text not in SMTP_SECURITY_MODES:
+        raise SettingsError(f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY_MODES)}, "
+                            f"not {environ['SMTP_SECURITY'].strip()!r}")
+    if text == "none" and host and not is_loopback(host) and not allow_plaintext:
+        raise SettingsError(
+            f"SMTP_SECURITY=none would send staff email (and any SMTP password) unencrypted to {host!r}, "
+            "which is not this machine: use SMTP_SECURITY=starttls or tls, or set "
+            "SMTP_ALLOW_PLAINTEXT=true to allow plain text")
+    return text, allow_plaintext
+
+
 def _networks(environ: Mapping[str, str], name: str) -> Tuple[Network, ...]:
     networks = []
     for item in (_get(environ, name) or "").split(","):
@@ -116,14 +149,17 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     starting anything, so a bad setting stops it with the variable's name.
     """
     inbox_port = _number(environ, "STAFF_INBOX_PORT", "8000", int, 1)
+    smtp_host = _get(environ, "SMTP_HOST")
+    smtp_security, smtp_allow_plaintext = _smtp_security(environ, smtp_host)
     return Settings(
         database_url=_get(environ, "DATABASE_URL") or DEFAULT_DATABASE_URL,
         staff_email=_get(environ, "STAFF_EMAIL"),
-        smtp_host=_get(environ, "SMTP_HOST"),
-        smtp_port=_number(environ, "SMTP_PORT", "25", int, 1),
+        smtp_host=smtp_host,
+        smtp_port=_number(environ, "SMTP_PORT", str(SMTP_DEFAULT_PORTS[smtp_security]), int, 1),
         smtp_user=_get(environ, "SMTP_USER"),
         smtp_password=_get(environ, "SMTP_PASSWORD"),
-        smtp_starttls=environ.get("SMTP_STARTTLS", "false").strip().lower() in TRUE_WORDS,
+        smtp_security=smtp_security,
+        smtp_allow_plaintext=smtp_allow_plaintext,
         smtp_from=_get(environ, "SMTP_FROM") or "assistant@localhost",
         staff_webhook_url=_get(environ, "STAFF_WEBHOOK_URL"),
         notify_email_include_details=_flag(environ, "NOTIFY_EMAIL_INCLUDE_DETAILS", False),

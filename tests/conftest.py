@@ -36,7 +36,8 @@ def stack(tmp_path_factory):
         "DATABASE_URL": f"sqlite:///{directory / 'handoffs.db'}",
         "STAFF_EMAIL": "team@clinic.test", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port),
         "STAFF_WEBHOOK_URL": "",  # never a developer's real channel
-        "NOTIFY_EMAIL_INCLUDE_DETAILS": "",  # minimal notifications, whatever a developer's .env says
+        # The defaults (minimal notifications, plain SMTP to this machine), whatever a developer's .env says.
+        "NOTIFY_EMAIL_INCLUDE_DETAILS": "", "SMTP_SECURITY": "", "SMTP_ALLOW_PLAINTEXT": "",
         "STAFF_INBOX_PASSWORD": "test-inbox-password", "STAFF_INBOX_URL": f"http://localhost:{INBOX_PORT}",
         "OUTBOX_POLL_SECONDS": "0.5",
     }

@@ -239,7 +239,7 @@ CONVERSATION = [
 def database(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'handoffs.db'}"
     monkeypatch.setenv("DATABASE_URL", url)
-    for name in ("STAFF_EMAIL", "SMTP_HOST", "STAFF_WEBHOOK_URL", "NOTIFY_EMAIL_INCLUDE_DETAILS",
+    for name in ("STAFF_EMAIL", "SMTP_HOST", "SMTP_SECURITY", "STAFF_WEBHOOK_URL", "NOTIFY_EMAIL_INCLUDE_DETAILS",
                  "NOTIFY_WEBHOOK_INCLUDE_DETAILS"):
         monkeypatch.delenv(name, raising=False)
     return url
