@@ -65,8 +65,12 @@ def browser():
         browser.close()
 
 
+# The widget's storage key (clinic-chat:<data-server-url>), read from the page's own script tag.
+STORAGE_KEY = "'clinic-chat:' + document.querySelector('script[data-server-url]').dataset.serverUrl"
+
+
 class Visit:
-    """One visitor: a fresh browser profile (its own localStorage) on the demo site."""
+    """One visitor: a fresh browser profile (its own localStorage and sessionStorage) on the demo site."""
 
     def __init__(self, browser, viewport=DESKTOP, **context_options):
         self.context = browser.new_context(viewport=viewport, **context_options)
@@ -98,6 +102,17 @@ class Visit:
     @property
     def user_messages(self):
         return self.page.locator(".cc-msg.cc-user")
+
+    def remember_local(self):
+        """The demo pages as a clinic that opts in to localStorage serves them: data-remember="local"
+        on the widget's script tag, in every page and tab of this visit. Set once the page is parsed
+        and before the deferred widget script runs (a page fulfilled by Playwright's routing would
+        lose its local address, and Chromium would then block its connections to the assistant)."""
+        self.context.add_init_script("""document.addEventListener('readystatechange', () => {
+            if (document.readyState !== 'interactive') return;
+            const tag = document.querySelector('script[data-server-url]');
+            if (tag) tag.dataset.remember = 'local';
+        });""")
 
     def open_site(self, path="/"):
         self.page.goto(DEMO_URL + path)
@@ -136,11 +151,15 @@ class Visit:
                 return
             count = now
 
-    def session_id(self):
-        return self.page.evaluate(
-            "() => JSON.parse(localStorage.getItem('clinic-chat:' + document.querySelector("
-            "'script[data-server-url]').dataset.serverUrl)).sessionId"
-        )
+    def session_id(self, page=None):
+        """The conversation's session id, from whichever storage the widget keeps it in."""
+        return (page or self.page).evaluate(
+            f"() => JSON.parse(sessionStorage.getItem({STORAGE_KEY}) || localStorage.getItem({STORAGE_KEY}))"
+            ".sessionId")
+
+    def stored(self, area, page=None):
+        """Everything in the page's sessionStorage or localStorage, as one string."""
+        return (page or self.page).evaluate(f"() => JSON.stringify(Object.entries({area}))")
 
     def screenshot(self, name):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

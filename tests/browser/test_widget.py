@@ -10,7 +10,16 @@ from playwright.sync_api import expect
 
 from actions.clinic import load_clinic
 from actions.settings import CLINIC_FILE
-from tests.browser.conftest import DEMO_URL, INBOX_PASSWORD, INBOX_URL, PHONE, REPLY_TIMEOUT, ROOT, Visit
+from tests.browser.conftest import (
+    DEMO_URL,
+    INBOX_PASSWORD,
+    INBOX_URL,
+    PHONE,
+    REPLY_TIMEOUT,
+    ROOT,
+    STORAGE_KEY,
+    Visit,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -87,6 +96,8 @@ def test_a_quick_reply_button_sends_its_payload(visit):
 
 
 def test_a_reload_and_another_page_continue_the_conversation_and_start_over_begins_a_new_one(visit):
+    # All in one tab: the transcript is in this tab's sessionStorage, which a reload and another
+    # page of the same site keep (a new tab does not: see the tests after this one).
     visit.open_site()
     visit.open_widget()
     visit.ask("how long does relief from ketamine last", "How long relief lasts varies")
@@ -124,28 +135,114 @@ def test_a_reload_and_another_page_continue_the_conversation_and_start_over_begi
     visit.screenshot("07-start-over")
 
 
+def test_the_transcript_survives_a_reload_but_not_the_tab_being_closed(visit):
+    visit.open_site()
+    visit.open_widget()
+    visit.ask("what is ketamine", WHAT_IS)
+    session = visit.session_id()
+
+    visit.page.reload()  # the same tab: the conversation is still there
+    visit.wait_connected()
+    expect(visit.user_messages).to_have_count(1)
+    expect(visit.user_messages.first).to_have_text(re.compile("what is ketamine"))
+    assert visit.session_id() == session
+    assert "what is ketamine" in visit.stored("sessionStorage")
+    stored_for_good = visit.stored("localStorage")  # what outlives the tab: nothing of the conversation
+    assert "what is ketamine" not in stored_for_good and session not in stored_for_good
+
+    # The visitor closes the tab and comes back in a new one, same browser profile (same
+    # localStorage): a fresh conversation, the panel closed, only the greeting.
+    visit.page.close()
+    visit.page = visit.context.new_page()
+    visit.open_site()
+    expect(visit.panel).to_be_hidden()
+    visit.open_widget()
+    expect(visit.user_messages).to_have_count(0)
+    expect(visit.bot_messages).to_have_count(1)
+    assert visit.session_id() != session
+    assert "what is ketamine" not in visit.stored("sessionStorage") + visit.stored("localStorage")
+
+
 def test_a_transcript_older_than_the_rasa_session_is_not_shown_and_is_deleted(visit):
     visit.open_site()
     visit.open_widget()
     visit.ask("what is ketamine", WHAT_IS)
     session = visit.session_id()
-    visit.page.evaluate("""() => {
-        const key = 'clinic-chat:' + document.querySelector('script[data-server-url]').dataset.serverUrl;
-        const saved = JSON.parse(localStorage.getItem(key));
+    visit.page.evaluate(f"""() => {{
+        const key = {STORAGE_KEY};
+        const saved = JSON.parse(sessionStorage.getItem(key));
         saved.updated -= 61 * 60 * 1000;  // Rasa's session_expiration_time is 60 minutes
-        localStorage.setItem(key, JSON.stringify(saved));
-    }""")
+        sessionStorage.setItem(key, JSON.stringify(saved));
+    }}""")
     visit.page.reload()
     expect(visit.launcher).to_be_visible()
     expect(visit.user_messages).to_have_count(0)
-    stored = visit.page.evaluate("() => Object.values(localStorage).join(' ')")
+    stored = visit.stored("sessionStorage") + visit.stored("localStorage")
     assert "what is ketamine" not in stored and session not in stored
 
 
-def test_two_tabs_of_the_site_show_one_conversation_without_duplicates(visit):
+def test_a_transcript_an_earlier_widget_left_in_local_storage_is_not_shown_and_is_deleted(visit):
+    """The widget used localStorage before sessionStorage became the default: a returning visitor's
+    old conversation must not come back, nor stay in the browser."""
+    visit.open_site()
+    visit.page.evaluate(f"""() => localStorage.setItem({STORAGE_KEY}, JSON.stringify({{
+        sessionId: 'left-by-an-earlier-widget', open: true, updated: Date.now(),
+        messages: [{{from: 'user', text: 'an old question about my medication'}}]}}))""")
+    visit.page.reload()
+    expect(visit.launcher).to_be_visible()
+    expect(visit.panel).to_be_hidden()
+    visit.open_widget()
+    expect(visit.user_messages).to_have_count(0)
+    stored = visit.stored("sessionStorage") + visit.stored("localStorage")
+    assert "old question" not in stored and "left-by-an-earlier-widget" not in stored
+
+
+@pytest.mark.parametrize("remember", ["session", "local"])
+def test_start_over_wipes_the_conversation_from_both_storages(visit, remember):
+    if remember == "local":
+        visit.remember_local()
     visit.open_site()
     visit.open_widget()
     visit.ask("what is ketamine", WHAT_IS)
+    session = visit.session_id()
+    assert "what is ketamine" in visit.stored(f"{remember}Storage")
+    # Whatever the set-up, a copy in the other storage goes too.
+    other = "localStorage" if remember == "session" else "sessionStorage"
+    visit.page.evaluate(f"() => {other}.setItem({STORAGE_KEY}, JSON.stringify({{sessionId: '{session}',"
+                        " messages: [{from: 'user', text: 'what is ketamine'}], updated: Date.now()}))")
+    visit.page.get_by_role("button", name="Start over").click()
+    expect(visit.user_messages).to_have_count(0)
+    visit.wait_connected()
+    stored = visit.stored("sessionStorage") + visit.stored("localStorage")
+    assert "what is ketamine" not in stored and session not in stored
+    assert visit.session_id() != session
+
+
+def test_a_new_tab_starts_its_own_conversation(visit):
+    """sessionStorage is per tab: a second tab of the site does not show (or continue) the first
+    tab's conversation. Clinics that want tabs to share it opt in with data-remember="local"."""
+    visit.open_site()
+    visit.open_widget()
+    visit.ask("what is ketamine", WHAT_IS)
+    other = visit.context.new_page()  # same browser profile, a new tab
+    other.goto(DEMO_URL + "/visit.html")
+    expect(other.locator(".cc-launcher")).to_be_visible()
+    expect(other.get_by_role("dialog")).to_be_hidden()  # the first tab's open panel is not this tab's
+    other.locator(".cc-launcher").click()
+    expect(other.locator(".cc-send")).to_be_enabled(timeout=REPLY_TIMEOUT)
+    expect(other.locator(".cc-user")).to_have_count(0)
+    assert visit.session_id(other) != visit.session_id()
+
+
+def test_with_remember_local_two_tabs_of_the_site_show_one_conversation_without_duplicates(visit):
+    # Only with data-remember="local": localStorage is shared by the site's tabs (by default each
+    # tab has its own conversation, test_a_new_tab_starts_its_own_conversation).
+    visit.remember_local()
+    visit.open_site()
+    visit.open_widget()
+    visit.ask("what is ketamine", WHAT_IS)
+    assert "what is ketamine" in visit.stored("localStorage")
+    assert "what is ketamine" not in visit.stored("sessionStorage")
     other = visit.context.new_page()  # same browser profile, so the same localStorage
     other.goto(DEMO_URL + "/visit.html")
     expect(other.locator(".cc-send")).to_be_enabled(timeout=REPLY_TIMEOUT)  # the panel was open

@@ -7,9 +7,11 @@
 //
 // It talks to Rasa's socket.io channel (session_persistence on) with socket.io-client 4, which
 // speaks Engine.IO 4 / Socket.IO 5 like Rasa 3.6's python-socketio 5 server. The session id
-// and the transcript are kept in localStorage, so a reload or another page of the same site
-// continues the same conversation with its history. Nothing is loaded from anywhere but the
-// widget's own server and the assistant's server.
+// and the transcript are kept in sessionStorage: a reload or another page of the same site in
+// the same tab continues the conversation with its history, and closing the tab forgets it.
+// With data-remember="local" the clinic opts in to localStorage instead: the conversation
+// outlives the tab (until Rasa's session expires) and the site's tabs share it. "Start over"
+// wipes both. Nothing is loaded from anywhere but the widget's own server and the assistant's.
 import { io } from "socket.io-client";
 
 import { readableOn } from "./contrast.js";
@@ -26,6 +28,7 @@ const DEFAULTS = {
   title: "",
   launcherLabel: "Questions? Chat with us",
   historyMinutes: 60, // Rasa's session_expiration_time: after that a new session (and frame) starts
+  remember: "session", // "session": this tab only; "local": the browser, shared by the site's tabs
   storageKey: "",
 };
 
@@ -42,6 +45,7 @@ function readConfig(script, overrides) {
   config.title = config.title || config.clinicName;
   config.textOnPrimary = config.textOnPrimary || readableOn(config.primaryColor);
   config.storageKey = config.storageKey || `clinic-chat:${config.serverUrl}`;
+  config.remember = config.remember === "local" ? "local" : "session"; // anything else: the private default
   return config;
 }
 
@@ -95,18 +99,42 @@ function tabId(storageKey) {
   }
 }
 
+/** sessionStorage or localStorage; null where the browser blocks it. */
+function storageArea(kind) {
+  try {
+    return kind === "local" ? window.localStorage : window.sessionStorage;
+  } catch (error) {
+    return null;
+  }
+}
+
+/** The conversation, kept where the clinic chose (data-remember), for as long as Rasa's session. */
 class Store {
-  constructor(key, minutes) {
+  constructor(key, minutes, remember) {
     this.key = key;
     this.maxAge = minutes * 60000;
+    this.shared = remember === "local"; // localStorage: every tab of the site sees it
+    this.area = storageArea(remember);
+    this.other = storageArea(remember === "local" ? "session" : "local");
+    // A transcript in the other storage (left by an earlier set-up of the widget) is never shown:
+    // health information should not linger where the clinic no longer keeps it.
+    this.remove(this.other);
+  }
+
+  remove(area) {
+    try {
+      if (area) area.removeItem(this.key);
+    } catch (error) {
+      // Storage blocked: nothing was kept there.
+    }
   }
 
   load() {
     try {
-      const saved = JSON.parse(localStorage.getItem(this.key) || "null");
+      const saved = JSON.parse(this.area.getItem(this.key) || "null");
       if (saved && saved.sessionId && Date.now() - saved.updated < this.maxAge) return saved;
       // Expired: health information should not linger on a shared computer.
-      if (saved) localStorage.removeItem(this.key);
+      if (saved) this.remove(this.area);
     } catch (error) {
       // Storage blocked or corrupt: start a new conversation.
     }
@@ -115,17 +143,23 @@ class Store {
 
   save(state) {
     try {
-      localStorage.setItem(this.key, JSON.stringify({ ...state, updated: Date.now() }));
+      this.area.setItem(this.key, JSON.stringify({ ...state, updated: Date.now() }));
     } catch (error) {
       // Private mode or storage full: the conversation still works, only without history.
     }
+  }
+
+  /** Forgets the conversation in both storages. */
+  clear() {
+    this.remove(this.area);
+    this.remove(this.other);
   }
 }
 
 class ClinicChat {
   constructor(config) {
     this.config = config;
-    this.store = new Store(config.storageKey, config.historyMinutes);
+    this.store = new Store(config.storageKey, config.historyMinutes, config.remember);
     this.state = this.store.load() || this.freshState();
     this.socket = null;
     this.confirmed = false;
@@ -134,9 +168,9 @@ class ClinicChat {
     this.build();
     this.renderTranscript();
     if (this.state.open) this.open({ focus: false });
-    // Another tab of the same site changed the conversation: show the same one.
+    // data-remember="local": another tab of the same site changed the conversation; show the same one.
     window.addEventListener("storage", (event) => {
-      if (event.key !== this.config.storageKey) return;
+      if (!this.store.shared || event.key !== this.config.storageKey) return;
       const saved = this.store.load();
       if (!saved) return;
       const switched = saved.sessionId !== this.state.sessionId;
@@ -378,8 +412,9 @@ class ClinicChat {
   }
 
   send(payload, shownText) {
-    // Replies go to every tab in the session's room. Only the tab that asked records them;
-    // the others show them from localStorage (the "storage" event), so none is shown twice.
+    // Replies go to every tab in the session's room (tabs share a session only with
+    // data-remember="local"). Only the tab that asked records them; the others show them from
+    // localStorage (the "storage" event), so none is shown twice.
     this.state.asker = this.tabId;
     this.append({ from: "user", text: shownText });
     this.socket.emit("user_uttered", { message: payload, session_id: this.state.sessionId });
@@ -406,6 +441,7 @@ class ClinicChat {
   }
 
   startOver() {
+    this.store.clear(); // both storages: nothing of the old conversation stays in this browser
     this.state = { ...this.freshState(), open: true };
     this.store.save(this.state);
     this.setTyping(false);
