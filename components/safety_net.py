@@ -8,7 +8,8 @@ It runs last in the pipeline and decides, most urgent first:
   unless its crisis words are only negated or figurative. Suicidal intent phrased as an
   emergency is a crisis: that reply has 911 too.
 - medical_emergency: the classifier's emergency probability at or above
-  `emergency_threshold`, or an emergency pattern (happening now) with at least
+  `emergency_threshold`; when the crisis and emergency probabilities together reach
+  `danger_threshold`, the larger of the two; or an emergency pattern (happening now) with at least
   `emergency_pattern_support` of it. DIET's emergency reading needs that support as well, so a
   general question about a symptom or a past event is answered, not sent to 911.
 - ask_personal_medical_advice: a question about the visitor's own medicines, dose, pregnancy
@@ -47,7 +48,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 from spacy.tokens import Doc
 
 from components.minilm import shared_encoder
-from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, SafetyMatcher
+from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, SafetyMatcher, told_as_long_past
 from components.sentence_encoder import SentenceEncoderFeaturizer, sentence_embedding
 
 logger = logging.getLogger(__name__)
@@ -102,10 +103,13 @@ NEXT_READING = "next_reading"
 
 
 def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional[Text], benign_reading: bool,
-           model_name: Optional[Text], about_treatment: bool = False) -> Optional[Tuple[Text, Text]]:
+           model_name: Optional[Text], about_treatment: bool = False,
+           long_past: bool = False) -> Optional[Tuple[Text, Text]]:
     """(intent, reason) the message must get, NEXT_READING when the model's crisis or emergency
     reading has no backing, or None to leave the model's reading alone.
-    pattern: the most urgent pattern found (components/safety_patterns.py), or None."""
+    pattern: the most urgent pattern found (components/safety_patterns.py), or None.
+    long_past: the message tells of something long past ("had a seizure as a kid"), so only a
+    sure classifier sends it to 911."""
     emergency_supported = scores[MEDICAL_EMERGENCY] >= config["emergency_pattern_support"]
     if pattern == CRISIS:
         return CRISIS, "pattern"
@@ -122,11 +126,19 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
     combined = (scores.get(MODEL_CRISIS, 0.0) + max(scores[CRISIS], scores.get(CRISIS_CLAUSE, 0.0))) / 2
     if not benign_reading and combined >= config["combined_crisis_threshold"]:
         return CRISIS, "model"
-    if scores[MEDICAL_EMERGENCY] >= config["emergency_threshold"]:
+    emergency_bar = config["long_past_emergency_threshold"] if long_past else config["emergency_threshold"]
+    if scores[MEDICAL_EMERGENCY] >= emergency_bar:
         return MEDICAL_EMERGENCY, "classifier"
+    # Danger that neither bar catches alone, split between the two readings ("took 30 of my
+    # pills on purpose, getting drowsy"): the more likely one wins; the crisis reply has 911 too.
+    if scores[CRISIS] + scores[MEDICAL_EMERGENCY] >= config["danger_threshold"]:
+        if scores[CRISIS] >= scores[MEDICAL_EMERGENCY]:
+            return CRISIS, "classifier:danger"
+        if not long_past:
+            return MEDICAL_EMERGENCY, "classifier:danger"
     if pattern == MEDICAL_EMERGENCY and emergency_supported:
         return MEDICAL_EMERGENCY, "pattern"
-    if model_name == MEDICAL_EMERGENCY and emergency_supported:
+    if model_name == MEDICAL_EMERGENCY and emergency_supported and not long_past:
         return MEDICAL_EMERGENCY, "model"
     if model_name in SAFETY_INTENTS:
         return NEXT_READING, "benign_reading"
@@ -159,6 +171,8 @@ class SafetyNet(GraphComponent):
             "clause_crisis_threshold": 1.0,
             "emergency_threshold": 0.5,
             "emergency_pattern_support": 0.1,
+            "danger_threshold": 1.0,
+            "long_past_emergency_threshold": 0.9,
             # Below this, a negated "crisis" reading falls back to asking the visitor to rephrase.
             "negated_min_confidence": 0.3,
             "neighbours": 5,
@@ -237,12 +251,14 @@ class SafetyNet(GraphComponent):
             model_name = ranking[0].get(INTENT_NAME_KEY)
         pattern = detection.kind if detection else None
         about_treatment = any(token.lower_ in TREATMENT_WORDS or token.lemma_ in TREATMENT_WORDS for token in doc)
+        long_past = told_as_long_past(doc.text)
         # Everything the decision rests on, so thresholds can be chosen from parses (make eval-safety).
         message.set(SAFETY_EVIDENCE_KEY, {**{name: round(value, 4) for name, value in scores.items()},
                                           "pattern": pattern, "benign_reading": benign_reading,
-                                          "model_intent": model_name, "about_treatment": about_treatment},
+                                          "model_intent": model_name, "about_treatment": about_treatment,
+                                          "long_past": long_past},
                     add_to_output=True)
-        decision = decide(self.config, scores, pattern, benign_reading, model_name, about_treatment)
+        decision = decide(self.config, scores, pattern, benign_reading, model_name, about_treatment, long_past)
         if decision is None:
             return
         reading, reason = decision

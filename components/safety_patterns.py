@@ -379,6 +379,21 @@ PERSON = {"i", "me", "my", "he", "she", "him", "her", "his", "they", "them", "th
 NOT_NOW = {"if", "cause", "risk", "possible", "common", "normal", "ever", "history", "usually",
            "chance", "likely", "would", "past", "safe", "years", "months", "allowed"}
 NOW = {"now", "currently", "right", "just", "help", "911", "ambulance", "hospital", "er"}
+# Told as long past ("had a seizure as a kid", "a heart attack in 2015", "fainted once years
+# ago"), unless something is still going on ("...last night and still won't wake up").
+LONG_PAST = re.compile(
+    r"\b(?:years?|yrs?|decades?) (?:ago|back)\b|\bas an? (?:kid|child|teen|teenager|baby|toddler|young \w+)\b|\b(?:in|back in|since)"
+    r" (?:19|20)\d\d\b|\bwhen (?:i|he|she|they|we) (?:was|were)\b|\bin (?:high school|college|my (?:teens|twenties|"
+    r"thirties|20s|30s))\b|\blast year\b|\bgrowing up\b", re.IGNORECASE)
+STILL_GOING = re.compile(
+    r"\b(?:right|just) now\b|\bnow (?:he|she|i|i'm|my|his|her|it|they|we)\b|\bstill (?:won'?t|can'?t|isn'?t|is not|"
+    r"not|un\w+|bleeding|having|has|hasn'?t|going|passed out|out)\b|\bwon'?t (?:wake|breathe|respond)|\bnot "
+    r"(?:breathing|waking|responding)\b|\b(?:tonight|today|this morning|this evening)\b", re.IGNORECASE)
+
+
+def told_as_long_past(text: str) -> bool:
+    """The event is history, asked about now: no 911 for it."""
+    return bool(LONG_PAST.search(text)) and not STILL_GOING.search(text)
 
 # A plan held in reserve for when treatment fails: "if this doesn't work i have a plan".
 # Each part alone is ordinary ("if it doesn't work, what then?", "treatment plan").
@@ -528,6 +543,8 @@ class SafetyMatcher:
     @staticmethod
     def _happening_now(doc: Doc) -> bool:
         norms = {token._.get(NORM) for token in doc} | {token.lower_ for token in doc}
+        if told_as_long_past(doc.text):
+            return False
         if norms & NOW:
             return True
         if norms & NOT_NOW:

@@ -9,6 +9,7 @@ recall, emergency recall, false crisis and false 911 replies on the benign messa
 import argparse
 import asyncio
 import itertools
+import json
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -23,7 +24,7 @@ from scripts.safety_panels import NOT_BENIGN, PANEL_FILES, load_panel  # noqa: E
 
 def reading(config: Dict, evidence: Dict, final_intent: str) -> Optional[str]:
     decision = decide(config, evidence, evidence["pattern"], evidence["benign_reading"], evidence["model_intent"],
-                      evidence["about_treatment"])
+                      evidence["about_treatment"], evidence.get("long_past", False))
     if decision is None:
         return final_intent if final_intent in (CRISIS, MEDICAL_EMERGENCY) else None
     return decision[0]
@@ -45,25 +46,40 @@ def main() -> int:
     parser.add_argument("--support", type=float, nargs="+", default=[0.05, 0.1, 0.2])
     parser.add_argument("--combined", type=float, nargs="+", default=[0.4, 0.45, 0.5, 0.55, 0.6])
     parser.add_argument("--clause", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 1.0])
+    parser.add_argument("--danger", type=float, nargs="+", default=[0.6, 0.7, 0.8, 0.9, 1.0])
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument("--parses", type=Path,
+                        help="keep the parses in this file and reuse them while the model is unchanged")
     args = parser.parse_args()
 
     files = PANEL_FILES["dev"]
     benign = load_panel(files["benign"]) + [(f"held-out {label}", text) for text, label
                                             in load_examples(heldout_path("dev")) if label not in NOT_BENIGN]
-    agent = load_agent(args.model)
-    panels = {kind: asyncio.run(parse(agent, messages)) for kind, messages in (
-        (CRISIS, load_panel(files["crisis"])), (MEDICAL_EMERGENCY, load_panel(files["emergency"])),
-        ("benign", benign))}
+    messages = {CRISIS: load_panel(files["crisis"]), MEDICAL_EMERGENCY: load_panel(files["emergency"]),
+                "benign": benign}
+    # The cache is keyed by the model file and the messages, so a retrained model or an edited
+    # panel parses again.
+    key = [str(Path(args.model).resolve()), Path(args.model).stat().st_mtime, messages]
+    cached = json.loads(args.parses.read_text()) if args.parses and args.parses.exists() else None
+    if cached and cached["key"] == json.loads(json.dumps(key)):
+        panels = cached["panels"]
+    else:
+        agent = load_agent(args.model)
+        panels = {kind: asyncio.run(parse(agent, found)) for kind, found in messages.items()}
+        if args.parses:
+            args.parses.write_text(json.dumps({"key": key, "panels": panels}))
     print(f"dev panels: {len(panels[CRISIS])} crisis, {len(panels[MEDICAL_EMERGENCY])} emergency, "
           f"{len(panels['benign'])} benign")
-    print("crisis  emergency  support  combined  clause | crisis recall  emergency recall  false crisis  false 911")
+    print("crisis  emergency  support  combined  clause  danger | "
+          "crisis recall  emergency recall  false crisis  false 911")
     for crisis in args.crisis:
         for emergency in args.emergency:
-            for support, combined, clause in itertools.product(args.support, args.combined, args.clause):
+            for support, combined, clause, danger in itertools.product(args.support, args.combined, args.clause,
+                                                                       args.danger):
                 config = {**SafetyNet.get_default_config(), "crisis_threshold": crisis,
                           "emergency_threshold": emergency, "emergency_pattern_support": support,
-                          "combined_crisis_threshold": combined, "clause_crisis_threshold": clause}
+                          "combined_crisis_threshold": combined, "clause_crisis_threshold": clause,
+                          "danger_threshold": danger}
                 misses = []
                 counts = {}
                 for kind in (CRISIS, MEDICAL_EMERGENCY):

@@ -11,7 +11,13 @@ from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 
 from components.safety_net import OTHER, NearestExamples, SafetyNet, clauses
-from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, PERSONAL_MEDICAL_ADVICE, SafetyMatcher
+from components.safety_patterns import (
+    CRISIS,
+    MEDICAL_EMERGENCY,
+    PERSONAL_MEDICAL_ADVICE,
+    SafetyMatcher,
+    told_as_long_past,
+)
 from components.sentence_encoder import ORIGIN
 
 
@@ -294,6 +300,45 @@ def test_the_models_emergency_reading_without_support_takes_the_next_reading(nlp
                                          ranking))
     net(emergency=0.01).process([message])
     assert message.get("intent") == {"name": "faq", "confidence": 0.35}
+
+
+def danger_net(crisis, emergency):
+    return SafetyNet({"crisis_threshold": 0.8, "emergency_threshold": 0.5, "emergency_pattern_support": 0.1,
+                      "combined_crisis_threshold": 0.9, "danger_threshold": 0.7},
+                     classifier=FixedScores(crisis, emergency))
+
+
+@pytest.mark.parametrize("crisis, emergency, expected", [
+    (0.45, 0.3, CRISIS),             # danger, mostly the crisis reading: the crisis reply (it has 911)
+    (0.25, 0.45, MEDICAL_EMERGENCY),  # danger, mostly the emergency reading
+    (0.4, 0.2, "faq"),               # together below the danger bar: the answer stands
+])
+def test_danger_split_between_crisis_and_emergency_gets_the_likelier_reply(nlp, crisis, emergency, expected):
+    message = with_embedding(message_for(nlp, "took a whole strip of pills an hour ago, getting sleepy", "faq", 0.9))
+    danger_net(crisis, emergency).process([message])
+    assert message.get("intent")["name"] == expected
+
+
+@pytest.mark.parametrize("text, long_past", [
+    ("had a seizure as a kid, am i still eligible?", True),
+    ("my mom had a heart attack in 2015, is it safe for her now", True),
+    ("had pericarditis 4 years ago and it cleared up completely", True),
+    ("he took too many pills last night and won't wake up", False),
+    ("had a stroke 2 years ago and now my face is drooping again", False),
+    ("my dad collapsed, he is 80 years old", False),
+])
+def test_long_past_events_are_told_apart_from_ones_still_going_on(text, long_past):
+    assert told_as_long_past(text) is long_past
+
+
+def test_a_long_past_event_needs_a_sure_classifier_for_911(nlp):
+    past = with_embedding(message_for(nlp, "my dad had a heart attack years ago, can he have infusions", "faq", 0.8))
+    net(emergency=0.7).process([past])
+    assert past.get("intent")["name"] not in (MEDICAL_EMERGENCY, CRISIS)
+    assert past.get("safety_evidence")["long_past"] is True
+    now = with_embedding(message_for(nlp, "my dad is having a heart attack", "faq", 0.8))
+    net(emergency=0.7).process([now])
+    assert now.get("intent")["name"] == MEDICAL_EMERGENCY
 
 
 def test_nearest_examples_read_the_class_of_the_closest_training_examples():
