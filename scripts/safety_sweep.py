@@ -91,7 +91,8 @@ def main() -> int:
                          for kind in (CRISIS, MEDICAL_EMERGENCY)}
                 for kind, found in false.items():
                     misses += [f"  false {kind} ({c}): {t}" for c, t in found]
-                print(f"{crisis:6.2f}  {emergency:9.2f}  {support:7.2f}  {combined:8.2f}  {clause:6.2f}  {danger:6.2f} | "
+                print(f"{crisis:6.2f}  {emergency:9.2f}  {support:7.2f}  {combined:8.2f}  {clause:6.2f}  "
+                      f"{danger:6.2f} | "
                       f"{counts[CRISIS]:4d}/{len(panels[CRISIS])}      {counts[MEDICAL_EMERGENCY]:4d}/"
                       f"{len(panels[MEDICAL_EMERGENCY])}          {len(false[CRISIS]):4d}          "
                       f"{len(false[MEDICAL_EMERGENCY]):4d}")
