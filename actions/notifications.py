@@ -14,7 +14,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Dict, List
 
-from actions.settings import Settings, is_loopback
+from actions.settings import Settings
 from actions.storage import HandoffRequest, Notification
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -116,7 +116,7 @@ def send_email(settings: Settings, subject: str, body: str, idempotency_key: str
         message.set_content(body)
     except ValueError as error:  # e.g. a line break in a header
         raise Undeliverable(type(error).__name__) from error
-    if settings.smtp_security == "none" and not (is_loopback(settings.smtp_host) or settings.smtp_allow_plaintext):
+    if settings.plaintext_to_another_machine and not settings.smtp_allow_plaintext:
         # load_settings refuses this already; a Settings made some other way is refused here too.
         raise NotConfigured("SMTP_SECURITY=none to another machine needs SMTP_ALLOW_PLAINTEXT=true")
     # Certificates are checked against the system's trusted authorities and SMTP_HOST's name.

@@ -72,6 +72,10 @@ class Settings:
     def email_enabled(self) -> bool:
         return bool(self.staff_email and self.smtp_host)
 
+    @property
+    def plaintext_to_another_machine(self) -> bool:
+        return _plaintext_to_another_machine(self.smtp_security, self.smtp_host)
+
 
 class SettingsError(ValueError):
     """A setting with a value that cannot work; the message names the variable."""
@@ -114,6 +118,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _plaintext_to_another_machine(security: str, host: Optional[str]) -> bool:
+    """Staff email (and any SMTP password) would leave this machine unencrypted."""
+    return security == "none" and bool(host) and not is_loopback(host)
+
+
 def _smtp_security(environ: Mapping[str, str], host: Optional[str]) -> Tuple[str, bool]:
     """SMTP_SECURITY and SMTP_ALLOW_PLAINTEXT, checked: plain text only to this machine, or when allowed."""
     allow_plaintext = _flag(environ, "SMTP_ALLOW_PLAINTEXT", False)
@@ -123,7 +132,7 @@ def _smtp_security(environ: Mapping[str, str], host: Optional[str]) -> Tuple[str
     if text not in SMTP_SECURITY_MODES:
         raise SettingsError(f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY_MODES)}, "
                             f"not {environ['SMTP_SECURITY'].strip()!r}")
-    if text == "none" and host and not is_loopback(host) and not allow_plaintext:
+    if _plaintext_to_another_machine(text, host) and not allow_plaintext:
         raise SettingsError(
             f"SMTP_SECURITY=none would send staff email (and any SMTP password) unencrypted to {host!r}, "
             "which is not this machine: use SMTP_SECURITY=starttls or tls, or set "

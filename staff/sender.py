@@ -23,7 +23,7 @@ from functools import partial
 from typing import Callable, Optional
 
 from actions.notifications import Undeliverable, deliver
-from actions.settings import SETTINGS_ERROR_EXIT, Settings, SettingsError, is_loopback, load_settings
+from actions.settings import SETTINGS_ERROR_EXIT, Settings, SettingsError, load_settings
 from actions.storage import HandoffStore, StorageUnavailable, utcnow
 
 logger = logging.getLogger("staff.sender")
@@ -120,7 +120,7 @@ def main() -> int:
         (f"webhook{' (with details)' if settings.notify_webhook_include_details else ''}",
          bool(settings.staff_webhook_url))) if on]
     logger.info("Outbox sender running; channels on: %s", ", ".join(channels) or "none (staff inbox only)")
-    if settings.email_enabled and settings.smtp_security == "none" and not is_loopback(settings.smtp_host):
+    if settings.email_enabled and settings.plaintext_to_another_machine:
         logger.warning("SMTP_ALLOW_PLAINTEXT is on: staff email goes to %s unencrypted", settings.smtp_host)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
