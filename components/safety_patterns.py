@@ -542,9 +542,9 @@ class SafetyMatcher:
 
     @staticmethod
     def _happening_now(doc: Doc) -> bool:
-        norms = {token._.get(NORM) for token in doc} | {token.lower_ for token in doc}
         if told_as_long_past(doc.text):
             return False
+        norms = {token._.get(NORM) for token in doc} | {token.lower_ for token in doc}
         if norms & NOW:
             return True
         if norms & NOT_NOW:
