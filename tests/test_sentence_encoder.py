@@ -25,13 +25,21 @@ def test_each_message_gets_its_embedding_as_a_dense_sentence_feature():
 def test_a_message_is_embedded_once(monkeypatch):
     calls = []
     component = featurizer()
-    real_encode = component.encoder.encode
-    monkeypatch.setattr(component.encoder, "encode", lambda text: calls.append(text) or real_encode(text))
+    real_encode_many = component.encoder.encode_many
+    monkeypatch.setattr(component.encoder, "encode_many", lambda texts: calls.extend(texts) or real_encode_many(texts))
     message = Message(data={TEXT: "side effects?"})
     component.process([message])
     sentence_embedding(message)
     sentence_embedding(message)
     assert calls == ["side effects?"]
+
+
+def test_a_batch_gets_the_same_embeddings_as_messages_one_at_a_time():
+    texts = ["side effects?", "", "how long does one infusion take, and is it safe with zoloft", "ok"]
+    messages = [Message(data={TEXT: text}) for text in texts]
+    featurizer().process(messages)
+    for message, text in zip(messages, texts):
+        assert np.abs(sentence_embedding(message) - shared_encoder().encode(text)).max() < 1e-5
 
 
 def test_training_examples_are_featurized_and_messages_without_text_are_left_alone():
