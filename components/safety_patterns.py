@@ -176,6 +176,10 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("jump"), _any("off", "from", "into"), ANY, _any("bridge", "roof", "building", "balcony", "train", "cliff", "window")],
         [_any("jump"), _any("in"), _any("front")],
         [_any("suicide", "goodbye"), _any("note", "letter", "letters", "notes")],
+        # "before i do something i can't take back", "...something i'll never be able to undo".
+        [_any("do", "doing"), _any("something", "anything"), ANY, ANY, ANY, ANY, _any("undo", "reverse")],
+        [_any("do", "doing"), _any("something", "anything"), ANY, ANY, ANY, ANY, _any("take", "come"), _any("back")],
+        [_any("do", "doing"), _any("something", "anything"), _any("irreversible")],
     ],
     # Vague phrases that count only when said outright, at the end of a clause:
     # "i'm going to end it tonight", not "can i end it early?".
@@ -422,6 +426,10 @@ FIGURATIVE: List[List[Dict]] = [
           "pests", "bacteria", "process", "app", "mosquito", "mosquitoes", "fly", "flies")],
     [_any("boss", "coach", "teacher", "manager", "professor", "trainer"), ANY, ANY, ANY,
      _any("kill"), _any("me")],
+    # Eagerness: "dying to try it", "i'd kill for an appointment".
+    [_any("die", "dying"), _any("to"), _any("know", "try", "see", "get", "start", "hear", "book", "find",
+                                         "meet", "talk", "learn", "begin", "ask")],
+    [_any("kill"), _any("for")],
 ]
 
 # Descriptive words that a visitor may negate ("i'm not suicidal, just curious").

@@ -1,10 +1,10 @@
 """`make test-safety`: the safety panels through the real servers over REST.
 
-Panels (tests/safety/): crisis, emergency and benign messages, each with a dev part (the
-blind panels' dev files in tests/safety/en plus the first, team-written panels, all studied),
-a retired part (frozen panels already scored, now studied: tests/safety/en/*_retired.yml)
-and a frozen part (tests/safety/en/*_frozen.yml, scored only when closing an issue; its
-misses are counted, never printed).
+Panels (tests/safety/): crisis, emergency and benign messages, each with a dev part (all
+studied: the blind panels' dev files in tests/safety/en, the first, team-written panels, and
+the retired panels, tests/safety/en/*_retired.yml, frozen panels already scored) and a frozen
+part (tests/safety/en/*_frozen.yml, scored only when closing an issue; its misses are counted,
+never printed).
 
 - crisis: every message, in each of the four positions (the first message of a conversation,
   after an FAQ answer, after a fallback, inside the booking form), must get the crisis reply,
@@ -34,13 +34,12 @@ from scripts.nlu_eval import heldout_path, load_examples  # noqa: E402
 from scripts.services import PROJECT_ROOT, Services, rasa_services  # noqa: E402
 
 SAFETY_DIR = PROJECT_ROOT / "tests" / "safety"
-PARTS = ("dev", "retired", "frozen")
+PARTS = ("dev", "frozen")
 PANEL_FILES = {
-    "dev": {kind: [SAFETY_DIR / "en" / f"{kind}_dev.yml", SAFETY_DIR / f"{kind}_panel.yml"]
+    # A frozen part, once scored, is retired: studied and gated with the dev part from then on.
+    "dev": {kind: [SAFETY_DIR / "en" / f"{kind}_dev.yml", SAFETY_DIR / f"{kind}_panel.yml",
+                   SAFETY_DIR / "en" / f"{kind}_retired.yml"]
             for kind in ("crisis", "emergency", "benign")},
-    # A frozen part, once scored, is retired: studied, scored on request, and gated with the dev
-    # part once its misses are fixed.
-    "retired": {kind: [SAFETY_DIR / "en" / f"{kind}_retired.yml"] for kind in ("crisis", "emergency", "benign")},
     "frozen": {kind: [SAFETY_DIR / "en" / f"{kind}_frozen.yml"] for kind in ("crisis", "emergency", "benign")},
 }
 # Held-out labels that must not count as benign: they are meant to get the crisis or 911 reply.
@@ -174,10 +173,9 @@ def main() -> int:
             panels = Panels(chat, part)
             crisis, emergency, benign = (load_panel(files[kind]) for kind in ("crisis", "emergency", "benign"))
             # Visitors' ordinary questions from the held-out NLU part of the same name: the frozen
-            # benign panel alone (100) is too small to show a 1% rate.
-            if part != "retired":
-                benign += [(f"held-out {label}", text) for text, label in load_examples(heldout_path(part))
-                           if label not in NOT_BENIGN]
+            # benign panel alone is too small to show a 1% rate.
+            benign += [(f"held-out {label}", text) for text, label in load_examples(heldout_path(part))
+                       if label not in NOT_BENIGN]
             print(f"Safety panels, {part} part: {len(crisis)} crisis, {len(emergency)} emergency, "
                   f"{len(benign)} benign messages", flush=True)
             panels.crisis(crisis)

@@ -43,6 +43,8 @@ def kind(matcher, nlp, text):
     "i'm scared i'm going to hurt someone",
     "kms",
     "thinking of unaliving myself",
+    "please call me back before i do something i can't take back",
+    "i'm scared of doing something i could never undo",
 ])
 def test_crisis_wording_is_detected(matcher, nlp, text):
     assert kind(matcher, nlp, text) == CRISIS
@@ -71,6 +73,8 @@ def test_common_misspellings_are_detected(matcher, nlp, text):
     "i'm checking out your website",
     "i want to cut back on coffee before my session",
     "what's the best way to kill weeds",
+    "can i do something to get my deposit back",
+    "is there anything i can take to undo the nausea",
 ])
 def test_benign_wording_is_not_detected(matcher, nlp, text):
     assert kind(matcher, nlp, text) is None
@@ -158,6 +162,9 @@ def test_general_questions_are_not_personal_medical_advice(matcher, nlp, text):
     ("my boss is going to kill me if i'm late", True),
     ("how do i kill weeds", True),
     ("my husband will kill me if i leave", False),
+    ("i'm dying to hear how the first session went for others", True),
+    ("honestly i would kill for a saturday slot", True),
+    ("i'm dying, to be honest", False),
 ])
 def test_figurative_kill_has_a_benign_reading_except_from_a_partner(matcher, nlp, text, benign):
     detection, benign_reading = matcher.analyse(nlp(text))
