@@ -118,7 +118,7 @@ class MiniLMEncoder:
         attention and pooling look at one message at a time."""
         lengths = [len(ids) for ids in batch]
         bounds = np.cumsum([0] + lengths)
-        messages = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+        messages = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
         ids = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in batch])
         positions = np.concatenate([np.arange(length) for length in lengths])
         hidden = self.word_embeddings[ids] + self.position_embeddings[positions]

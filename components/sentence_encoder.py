@@ -62,7 +62,7 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         with_text = [message for message in messages if isinstance(message.get(TEXT), str)]
         # One batch for all the training examples: packed forward passes are faster.
         embeddings = self.encoder.encode_many([message.get(TEXT) for message in with_text])
-        for message, embedding in zip(with_text, embeddings):
+        for message, embedding in zip(with_text, embeddings, strict=True):
             self.add_features_to_message(None, embedding[np.newaxis, :], TEXT, message)
         return messages
 

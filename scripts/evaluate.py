@@ -10,9 +10,16 @@ the median REST reply over --messages dev messages, each a new conversation. Loa
 over --rounds rounds of loading each model in turn, after one untimed load that pays Rasa's
 imports, with the sentence encoder's weights read again each time. Training time is measured
 with one config training on each core.
+
+The stock config's training is the slow part (hours on a slow 2-core machine), so it can be
+done ahead: `--train-stock DIR` trains it alone and records its training time and a digest of
+the training data; `--stock-from DIR` then uses that model, and refuses it unless the training
+data (data/, domain.yml) are still the same, byte for byte.
 """
 import argparse
 import asyncio
+import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -39,6 +46,8 @@ CONFIGS = {
     "before the encoder": PROJECT_ROOT / "benchmarks" / "before_encoder_config.yml",
     "stock `rasa init`": PROJECT_ROOT / "benchmarks" / "stock_config.yml",
 }
+STOCK = "stock `rasa init`"
+STOCK_RECORD = "stock_training.json"
 # Every training subprocess started, so a failure can stop the others.
 TRAININGS: List[subprocess.Popen] = []
 ACCURACY_FIGURES = ("FAQ answer accuracy", "out-of-scope precision", "out-of-scope recall",
@@ -63,11 +72,43 @@ def train(config: Path, out_dir: Path, name: str) -> float:
     return time.perf_counter() - start
 
 
-def train_all(configs: Dict[str, Path], out_dir: Path, slugs: Dict[str, str]) -> Dict[str, float]:
+def training_data_digest() -> str:
+    """sha256 over every file a Rasa config trains on (data/ and domain.yml), names included."""
+    digest = hashlib.sha256()
+    for path in sorted([PROJECT_ROOT / "domain.yml", *(PROJECT_ROOT / "data").rglob("*.yml")]):
+        digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def train_stock_ahead(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    digest = training_data_digest()
+    seconds = train(CONFIGS[STOCK], directory, slug(STOCK))
+    if training_data_digest() != digest:
+        raise RuntimeError("the training data changed while the stock config trained")
+    (directory / STOCK_RECORD).write_text(json.dumps({"training_data_sha256": digest, "training_seconds": seconds}))
+    print(f"{STOCK} trained in {seconds:.0f} s: {directory / slug(STOCK)}.tar.gz", flush=True)
+
+
+def stock_trained_ahead(directory: Path, out_dir: Path) -> float:
+    """Copies the model trained ahead into out_dir; returns its recorded training time."""
+    record = json.loads((directory / STOCK_RECORD).read_text())
+    if record["training_data_sha256"] != training_data_digest():
+        raise SystemExit(f"{directory}: the stock model was trained on other training data; "
+                         f"train it again with --train-stock {directory}")
+    shutil.copy(directory / f"{slug(STOCK)}.tar.gz", out_dir)
+    return record["training_seconds"]
+
+
+def slug(name: str) -> str:
+    return "".join(c for c in name if c.isalnum())
+
+
+def train_all(configs: Dict[str, Path], out_dir: Path) -> Dict[str, float]:
     """Trains the configs two at a time; the first failure stops the others at once (a config
     that fails in seconds must not cost the stock config's 40 minutes)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {pool.submit(train, path, out_dir, slugs[name]): name
+        futures = {pool.submit(train, path, out_dir, slug(name)): name
                    for name, path in sorted(configs.items(), key=lambda item: "stock" not in item[0])}
         seconds = {}
         for future in as_completed(futures):
@@ -166,8 +207,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=40)
     parser.add_argument("--skip", action="append", default=[], choices=list(CONFIGS),
-                        help="leave a Rasa config out (the stock one trains for about 40 minutes on 2 cores)")
+                        help="leave a Rasa config out (the stock one trains for 40 minutes to hours on 2 cores)")
+    parser.add_argument("--train-stock", type=Path, metavar="DIR",
+                        help="only train the stock config into DIR, for a later --stock-from DIR")
+    parser.add_argument("--stock-from", type=Path, metavar="DIR",
+                        help="use the stock model trained ahead into DIR (same training data only)")
     args = parser.parse_args()
+    if args.train_stock:
+        train_stock_ahead(args.train_stock)
+        return 0
 
     heldout = {part: load_examples(heldout_path(part)) for part in PARTS}
     dev = heldout["dev"]
@@ -186,13 +234,14 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         configs = {name: path for name, path in CONFIGS.items() if name not in args.skip}
-        slugs = {name: "".join(c for c in name if c.isalnum()) for name in configs}
+        ahead = {STOCK: stock_trained_ahead(args.stock_from, Path(tmp))} if args.stock_from and STOCK in configs else {}
         # Training is single-threaded (deterministic TensorFlow), so two configs train at once,
         # one per core, the longest (stock) first.
         print("Training " + ", ".join(f"{name} ({path.relative_to(PROJECT_ROOT)})" for name, path in configs.items())
               + " ...", flush=True)
-        train_seconds = train_all(configs, Path(tmp), slugs)
-        models = {name: Path(tmp) / f"{slugs[name]}.tar.gz" for name in configs}
+        train_seconds = {**train_all({name: path for name, path in configs.items() if name not in ahead}, Path(tmp)),
+                         **ahead}
+        models = {name: Path(tmp) / f"{slug(name)}.tar.gz" for name in configs}
         for name, model in models.items():
             agent = load_agent(str(model))
             for part in PARTS:

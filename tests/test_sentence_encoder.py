@@ -38,7 +38,7 @@ def test_a_batch_gets_the_same_embeddings_as_messages_one_at_a_time():
     texts = ["side effects?", "", "how long does one infusion take, and is it safe with zoloft", "ok"]
     messages = [Message(data={TEXT: text}) for text in texts]
     featurizer().process(messages)
-    for message, text in zip(messages, texts):
+    for message, text in zip(messages, texts, strict=True):
         assert np.abs(sentence_embedding(message) - shared_encoder().encode(text)).max() < 1e-5
 
 
