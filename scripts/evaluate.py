@@ -11,10 +11,11 @@ over --rounds rounds of loading each model in turn, after one untimed load that 
 imports, with the sentence encoder's weights read again each time. Training time is measured
 with one config training on each core.
 
-The stock config's training is the slow part (hours on a slow 2-core machine), so it can be
-done ahead: `--train-stock DIR` trains it alone and records its training time and a digest of
-the training data; `--stock-from DIR` then uses that model, and refuses it unless the training
-data (data/, domain.yml) are still the same, byte for byte.
+Training is the slow part (the stock config takes hours on a slow 2-core machine), so it can be
+done ahead: `--train-ahead DIR` trains the configs as a full run would and records each one's
+training time and a digest of its inputs (the config, data/, domain.yml, components/);
+`--models-from DIR` then uses the models whose inputs are still the same, byte for byte, and
+trains the others.
 """
 import argparse
 import asyncio
@@ -30,7 +31,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import requests
 
@@ -46,8 +47,6 @@ CONFIGS = {
     "before the encoder": PROJECT_ROOT / "benchmarks" / "before_encoder_config.yml",
     "stock `rasa init`": PROJECT_ROOT / "benchmarks" / "stock_config.yml",
 }
-STOCK = "stock `rasa init`"
-STOCK_RECORD = "stock_training.json"
 # Every training subprocess started, so a failure can stop the others.
 TRAININGS: List[subprocess.Popen] = []
 ACCURACY_FIGURES = ("FAQ answer accuracy", "out-of-scope precision", "out-of-scope recall",
@@ -72,32 +71,42 @@ def train(config: Path, out_dir: Path, name: str) -> float:
     return time.perf_counter() - start
 
 
-def training_data_digest() -> str:
-    """sha256 over every file a Rasa config trains on (data/ and domain.yml), names included."""
+def training_inputs_digest(config: Path) -> str:
+    """sha256 over what a config's model is trained from: the config, data/, domain.yml and the
+    project's components, names included."""
+    paths = sorted([config, PROJECT_ROOT / "domain.yml", *(PROJECT_ROOT / "data").rglob("*.yml"),
+                    *(PROJECT_ROOT / "components").rglob("*.py")])
     digest = hashlib.sha256()
-    for path in sorted([PROJECT_ROOT / "domain.yml", *(PROJECT_ROOT / "data").rglob("*.yml")]):
+    for path in paths:
         digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def train_stock_ahead(directory: Path) -> None:
+def trained_ahead(name: str, config: Path, directory: Path) -> Optional[float]:
+    """The recorded training seconds of a model trained ahead into directory from today's
+    inputs, or None."""
+    record = directory / f"{slug(name)}.json"
+    if not record.exists() or not (directory / f"{slug(name)}.tar.gz").exists():
+        return None
+    recorded = json.loads(record.read_text())
+    if recorded["training_inputs_sha256"] != training_inputs_digest(config):
+        return None
+    return recorded["training_seconds"]
+
+
+def train_ahead(configs: Dict[str, Path], directory: Path) -> None:
+    """Trains into directory every config with no model there for today's inputs, as a full run
+    would (two at a time, no cache), and records each one's inputs digest and training time."""
     directory.mkdir(parents=True, exist_ok=True)
-    digest = training_data_digest()
-    seconds = train(CONFIGS[STOCK], directory, slug(STOCK))
-    if training_data_digest() != digest:
-        raise RuntimeError("the training data changed while the stock config trained")
-    (directory / STOCK_RECORD).write_text(json.dumps({"training_data_sha256": digest, "training_seconds": seconds}))
-    print(f"{STOCK} trained in {seconds:.0f} s: {directory / slug(STOCK)}.tar.gz", flush=True)
-
-
-def stock_trained_ahead(directory: Path, out_dir: Path) -> float:
-    """Copies the model trained ahead into out_dir; returns its recorded training time."""
-    record = json.loads((directory / STOCK_RECORD).read_text())
-    if record["training_data_sha256"] != training_data_digest():
-        raise SystemExit(f"{directory}: the stock model was trained on other training data; "
-                         f"train it again with --train-stock {directory}")
-    shutil.copy(directory / f"{slug(STOCK)}.tar.gz", out_dir)
-    return record["training_seconds"]
+    missing = {name: path for name, path in configs.items() if trained_ahead(name, path, directory) is None}
+    digests = {name: training_inputs_digest(path) for name, path in missing.items()}
+    seconds = train_all(missing, directory)
+    for name, path in missing.items():
+        if training_inputs_digest(path) != digests[name]:
+            raise RuntimeError(f"the training inputs of {name} changed while it trained")
+        (directory / f"{slug(name)}.json").write_text(
+            json.dumps({"training_inputs_sha256": digests[name], "training_seconds": seconds[name]}))
+        print(f"{name} trained in {seconds[name]:.0f} s: {directory / slug(name)}.tar.gz", flush=True)
 
 
 def slug(name: str) -> str:
@@ -208,13 +217,14 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=40)
     parser.add_argument("--skip", action="append", default=[], choices=list(CONFIGS),
                         help="leave a Rasa config out (the stock one trains for 40 minutes to hours on 2 cores)")
-    parser.add_argument("--train-stock", type=Path, metavar="DIR",
-                        help="only train the stock config into DIR, for a later --stock-from DIR")
-    parser.add_argument("--stock-from", type=Path, metavar="DIR",
-                        help="use the stock model trained ahead into DIR (same training data only)")
+    parser.add_argument("--train-ahead", type=Path, metavar="DIR",
+                        help="only train the configs into DIR, for a later --models-from DIR")
+    parser.add_argument("--models-from", type=Path, metavar="DIR",
+                        help="use the models trained ahead into DIR from the same inputs; train the others")
     args = parser.parse_args()
-    if args.train_stock:
-        train_stock_ahead(args.train_stock)
+    configs = {name: path for name, path in CONFIGS.items() if name not in args.skip}
+    if args.train_ahead:
+        train_ahead(configs, args.train_ahead)
         return 0
 
     heldout = {part: load_examples(heldout_path(part)) for part in PARTS}
@@ -233,14 +243,19 @@ def main() -> int:
             accuracy[part][peer.name] = accuracy_figures(peer.parse_all(heldout[part]))
 
     with tempfile.TemporaryDirectory() as tmp:
-        configs = {name: path for name, path in CONFIGS.items() if name not in args.skip}
-        ahead = {STOCK: stock_trained_ahead(args.stock_from, Path(tmp))} if args.stock_from and STOCK in configs else {}
+        ahead = {}
+        for name, path in configs.items():
+            if args.models_from and (seconds := trained_ahead(name, path, args.models_from)) is not None:
+                shutil.copy(args.models_from / f"{slug(name)}.tar.gz", tmp)
+                ahead[name] = seconds
+                print(f"{name}: the model trained ahead in {args.models_from} ({seconds:.0f} s)", flush=True)
+        to_train = {name: path for name, path in configs.items() if name not in ahead}
         # Training is single-threaded (deterministic TensorFlow), so two configs train at once,
         # one per core, the longest (stock) first.
-        print("Training " + ", ".join(f"{name} ({path.relative_to(PROJECT_ROOT)})" for name, path in configs.items())
-              + " ...", flush=True)
-        train_seconds = {**train_all({name: path for name, path in configs.items() if name not in ahead}, Path(tmp)),
-                         **ahead}
+        if to_train:
+            names = ", ".join(f"{name} ({path.relative_to(PROJECT_ROOT)})" for name, path in to_train.items())
+            print(f"Training {names} ...", flush=True)
+        train_seconds = {**train_all(to_train, Path(tmp)), **ahead}
         models = {name: Path(tmp) / f"{slug(name)}.tar.gz" for name in configs}
         for name, model in models.items():
             agent = load_agent(str(model))
