@@ -1,4 +1,5 @@
-"""Handoffs and their staff notifications, in any SQL database SQLAlchemy supports.
+"""Handoffs and their staff notifications, in any SQL database SQLAlchemy supports; the staff
+inbox's accounts and audit log are tables in the same database.
 
 A handoff and its outbox rows are written in one transaction: a request the visitor was
 told about always has its notifications queued, and a failed write queues nothing.
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     func,
     insert,
     inspect,
@@ -85,6 +87,34 @@ outbox = Table(
     Column("sent_at", DateTime),
 )
 
+# The staff inbox's accounts and audit log live in the same database (staff/accounts.py, staff/audit.py).
+staff_accounts = Table(
+    "staff_accounts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),  # Argon2id, with its own salt and parameters
+    Column("role", String(16), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    # In every session cookie and trusted-browser cookie: raising it signs the account out everywhere.
+    Column("session_generation", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+    Column("password_changed_at", DateTime, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime, nullable=False),
+    Column("actor", String(64)),  # the account's username, or the system user at the command line
+    Column("account_id", Integer),  # None at the command line, or for a sign-in to an unknown account
+    Column("via", String(16), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("handoff_id", Integer),  # no foreign key: the entry outlives a deleted handoff
+    Column("subject", String(64)),  # the account an account change is about
+    Column("detail", String(64)),  # a status, a role, a reason, a count: never what a visitor wrote
+    Column("address", String(64)),
+)
+
 
 @dataclass(frozen=True)
 class HandoffRequest:
@@ -107,6 +137,8 @@ class Notification:
 
 # Given the new handoff's id, the notifications to queue with it (they link to it).
 RenderNotifications = Callable[[int, HandoffRequest], List[Notification]]
+# Work done in the same transaction as a change, such as its audit-log entry.
+AlsoInTransaction = Callable[[Connection], None]
 
 
 def utcnow() -> datetime:
@@ -124,6 +156,12 @@ def new_idempotency_key() -> str:
 def make_engine(url: str) -> Engine:
     # Statement parameters hold visitors' details: keep them out of errors and logs.
     return create_engine(url, future=True, hide_parameters=True)
+
+
+def overwrite_deleted_rows(connection: Connection) -> None:
+    """SQLite otherwise leaves deleted rows' bytes in the file's free pages until they are reused."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("PRAGMA secure_delete = ON")
 
 
 def _create_private_sqlite_file(url: str) -> None:
@@ -168,6 +206,17 @@ class HandoffStore:
         except (SQLAlchemyError, OSError) as error:
             raise StorageUnavailable(type(error).__name__) from error
 
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction, committed when the block ends; any database failure is StorageUnavailable."""
+        with self._database(), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self._database(), self.engine.connect() as connection:
+            yield connection
+
     def create_handoff(self, request: HandoffRequest, render: RenderNotifications) -> int:
         now = utcnow()
         with self._database(), self.engine.begin() as connection:
@@ -203,15 +252,34 @@ class HandoffStore:
             )
             return {**row._mapping, "notifications": [dict(n._mapping) for n in notifications]}
 
-    def set_status(self, handoff_id: int, status: str) -> bool:
+    def set_status(self, handoff_id: int, status: str, also: Optional[AlsoInTransaction] = None) -> bool:
+        """False when there is no such handoff; `also` runs in the same transaction after the change."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
-        with self._database(), self.engine.begin() as connection:
+        with self.transaction() as connection:
             result = connection.execute(
                 update(handoffs).where(handoffs.c.id == handoff_id)
                 .values(status=status, status_changed_at=utcnow())
             )
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            if also:
+                also(connection)
+            return True
+
+    def delete_handoff(self, handoff_id: int, also: Optional[AlsoInTransaction] = None) -> bool:
+        """Deletes a handoff and its notifications; False when there is no such handoff.
+
+        `also` runs in the same transaction after the deletion.
+        """
+        with self.transaction() as connection:
+            overwrite_deleted_rows(connection)
+            connection.execute(delete(outbox).where(outbox.c.handoff_id == handoff_id))
+            if connection.execute(delete(handoffs).where(handoffs.c.id == handoff_id)).rowcount != 1:
+                return False
+            if also:
+                also(connection)
+            return True
 
     # --- outbox ----------------------------------------------------------------
     def claim_next_notification(self, now: datetime, lease: timedelta) -> Optional[Dict[str, Any]]:
