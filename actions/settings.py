@@ -1,7 +1,7 @@
 """Settings from environment variables, with safe defaults for a local run.
 
 Every setting is documented in .env.example. Secrets (SMTP password, webhook URL, the
-staff inbox password) have no defaults and are never committed.
+inbox's cookie-signing key) have no defaults and are never committed.
 """
 import ipaddress
 import os
@@ -20,6 +20,10 @@ CLINIC_FILE = Path(os.environ.get("CLINIC_FILE", PROJECT_ROOT / "clinic.yml"))
 FAQ_ALONGSIDE_MIN_CONFIDENCE = float(os.environ.get("FAQ_ALONGSIDE_MIN_CONFIDENCE", "0.6"))
 
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'handoffs.db'}"
+# Rasa's conversation store (endpoints.yml), relative to the project folder like `make run`'s.
+DEFAULT_TRACKER_DB = "var/tracker.db"
+# Settings earlier versions read. The inbox refuses to start while one is set rather than ignore it.
+RETIRED_SETTINGS = ("STAFF_INBOX_PASSWORD",)
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 # How the sender talks to SMTP_HOST: STARTTLS, TLS from the first byte (SMTPS), or plain text.
@@ -52,13 +56,17 @@ class Settings:
     staff_inbox_host: str
     staff_inbox_port: int
     staff_inbox_url: str
-    staff_inbox_password: Optional[str]
-    # Where a generated development password is kept, and the session-cookie signing key.
+    # Development only: where the first admin account's generated password is kept.
     staff_inbox_password_file: Path
+    # The session-cookie signing key.
     staff_inbox_secret_key: Optional[str]
     production: bool
     # Reverse proxies whose X-Forwarded-For the inbox believes; empty: the header is ignored.
     staff_inbox_trusted_proxies: Tuple[Network, ...]
+    # Retired settings that are set (RETIRED_SETTINGS).
+    retired_settings: Tuple[str, ...]
+    # The conversations' SQLite file, from which deleting a handoff also deletes its conversation.
+    tracker_db: Path
     # The outbox sender.
     outbox_poll_seconds: float
     retry_base_seconds: float
@@ -176,12 +184,13 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         staff_inbox_host=environ.get("STAFF_INBOX_HOST", "127.0.0.1"),
         staff_inbox_port=inbox_port,
         staff_inbox_url=(_get(environ, "STAFF_INBOX_URL") or f"http://localhost:{inbox_port}").rstrip("/"),
-        staff_inbox_password=_get(environ, "STAFF_INBOX_PASSWORD"),
         staff_inbox_password_file=Path(_get(environ, "STAFF_INBOX_PASSWORD_FILE")
                                        or PROJECT_ROOT / "var" / "staff_inbox_password"),
         staff_inbox_secret_key=_get(environ, "STAFF_INBOX_SECRET_KEY"),
         production=environ.get("APP_ENV", "development").strip().lower() == "production",
         staff_inbox_trusted_proxies=_networks(environ, "STAFF_INBOX_TRUSTED_PROXIES"),
+        retired_settings=tuple(name for name in RETIRED_SETTINGS if _get(environ, name)),
+        tracker_db=PROJECT_ROOT / (_get(environ, "TRACKER_DB") or DEFAULT_TRACKER_DB),
         outbox_poll_seconds=_number(environ, "OUTBOX_POLL_SECONDS", "1", float, 0.05),
         retry_base_seconds=_number(environ, "OUTBOX_RETRY_BASE_SECONDS", "5", float, 0.0),
         retry_max_seconds=_number(environ, "OUTBOX_RETRY_MAX_SECONDS", "600", float, 0.0),

@@ -32,7 +32,7 @@ def main() -> int:
     services = Services(rasa_services(
         model=os.environ.get("MODEL", "models/ketamine-assistant.tar.gz"),
         rasa_port=rasa_port, action_port=action_port,
-        tracker_db=os.environ.get("TRACKER_DB") or "var/tracker.db",
+        tracker_db=str(settings.tracker_db),  # the file the staff inbox deletes conversations from
     ) + staff_services(inbox_port)
       + [demo_site_service(demo_port, os.environ.get("WIDGET_SERVER_URL", f"http://localhost:{rasa_port}"))])
     # Ctrl-C (even where a parent shell set it to be ignored) and SIGTERM stop every service.

@@ -1,10 +1,11 @@
-"""The staff inbox: a small password-protected web page for the handoffs the assistant took.
+"""The staff inbox: a small web page, for signed-in staff accounts, for the handoffs the assistant took.
 
 Run with `python -m staff.inbox` (`make run` starts it); it serves on
 STAFF_INBOX_HOST:STAFF_INBOX_PORT, http://localhost:8000 by default, and answers /health.
+Accounts are made with `python -m staff.cli account create`; in development the first start
+makes an admin account itself (see announce_accounts).
 """
 import asyncio
-import hashlib
 import hmac
 import ipaddress
 import logging
@@ -12,11 +13,9 @@ import os
 import re
 import secrets
 import sys
-import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, Optional, Sequence
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,16 +26,26 @@ from multidict import MultiDictProxy
 from actions.clinic import ClinicConfigError, load_clinic
 from actions.settings import CLINIC_FILE, SETTINGS_ERROR_EXIT, Network, Settings, SettingsError, load_settings
 from actions.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore, StorageUnavailable
+from staff import handoffs
+from staff.accounts import AccountError, Accounts, check_password_rules, normalise_username
+from staff.audit import VIA_INBOX, VIA_START_UP, Actor, AuditLog
+from staff.handoffs import ConversationStoreUnavailable
+from staff.signin import (
+    DEVICE_LIFETIME,
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    LoginThrottle,
+    Sessions,
+    device_cookie_name,
+)
 
 logger = logging.getLogger("staff.inbox")
 HERE = Path(__file__).resolve().parent
-SESSION_COOKIE = "staff_session"
-SESSION_LIFETIME = timedelta(hours=12)
-# Set at each sign-in: a browser that has signed in before is never locked out by others' guesses.
-DEVICE_COOKIE = "staff_device"
-DEVICE_LIFETIME = timedelta(days=90)
-MIN_PRODUCTION_PASSWORD_LENGTH = 12
 LIST_LIMIT = 200
+AUDIT_PAGE_LIMIT = 500
+# The account a development inbox makes for itself when the database has none.
+DEVELOPMENT_ADMIN = "admin"
+CREATE_ACCOUNT_COMMAND = ".venv/bin/python -m staff.cli account create NAME --role admin"
 PUBLIC_PATHS = ("/health", "/login")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
@@ -48,7 +57,7 @@ SECURITY_HEADERS = {
 STATUS_ACTIONS = {"new": "Reopen as new", "contacted": "Mark contacted", "booked": "Mark booked",
                   "closed": "Mark closed"}
 # Where signing in may lead: only the inbox's own pages, so a crafted link cannot redirect elsewhere.
-SAFE_NEXT = re.compile(rf"/(handoffs/{HANDOFF_ID_PATTERN})?(\?status=[a-z]+)?")
+SAFE_NEXT = re.compile(rf"/(handoffs/{HANDOFF_ID_PATTERN}|audit)?(\?status=[a-z]+)?")
 ERRORS = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
           503: web.HTTPServiceUnavailable}
 
@@ -80,123 +89,6 @@ def delivery_status(notification: Dict[str, Any], tz: ZoneInfo) -> str:
     return f"Not delivered yet after {attempts}{last_error}. Next try {next_try}"
 
 
-def staff_password(settings: Settings) -> str:
-    """The sign-in password. Without one in development, a generated token kept in a private file."""
-    password = settings.staff_inbox_password
-    if settings.production:
-        if not password or len(password) < MIN_PRODUCTION_PASSWORD_LENGTH:
-            raise ConfigError(f"APP_ENV=production needs STAFF_INBOX_PASSWORD set to at least "
-                              f"{MIN_PRODUCTION_PASSWORD_LENGTH} characters.")
-        return password
-    if password:
-        return password
-    path = settings.staff_inbox_password_file
-    token = path.read_text(encoding="utf-8").strip() if path.exists() else ""
-    if not token:
-        token = secrets.token_urlsafe(24)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(descriptor, 0o600)  # also when an empty file was already there
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(token + "\n")
-    print(f"Staff inbox: no STAFF_INBOX_PASSWORD set; sign in with the password in {path}", flush=True)
-    return token
-
-
-@dataclass(frozen=True)
-class Session:
-    nonce: str
-    expires: int
-
-
-class Sessions:
-    """HMAC-signed session cookies that expire. Only sign-outs are remembered, per process."""
-
-    def __init__(self, secret_key: bytes, password: str) -> None:
-        # Keyed on the password too, so changing the password signs everyone out.
-        self.key = hmac.new(secret_key, password.encode(), hashlib.sha256).digest()
-        self.signed_out: Dict[str, int] = {}
-
-    def _sign(self, message: str) -> str:
-        return hmac.new(self.key, message.encode(), hashlib.sha256).hexdigest()
-
-    def create(self) -> str:
-        payload = f"{int(time.time() + SESSION_LIFETIME.total_seconds())}.{secrets.token_urlsafe(16)}"
-        return f"{payload}.{self._sign(payload)}"
-
-    def verify(self, cookie: Optional[str]) -> Optional[Session]:
-        payload, _, signature = (cookie or "").rpartition(".")
-        expires, _, nonce = payload.partition(".")
-        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
-            return None
-        if not expires.isdigit() or int(expires) < time.time() or nonce in self.signed_out:
-            return None
-        return Session(nonce, int(expires))
-
-    def csrf_token(self, session: Session) -> str:
-        return self._sign(f"csrf.{session.nonce}")
-
-    def create_device(self) -> str:
-        payload = f"device.{int(time.time() + DEVICE_LIFETIME.total_seconds())}.{secrets.token_urlsafe(16)}"
-        return f"{payload}.{self._sign(payload)}"
-
-    def verify_device(self, cookie: Optional[str]) -> Optional[str]:
-        """The id of a browser that signed in before, if its cookie is genuine and current."""
-        payload, _, signature = (cookie or "").rpartition(".")
-        kind, _, rest = payload.partition(".")
-        expires, _, device = rest.partition(".")
-        if kind != "device" or not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
-            return None
-        return device if expires.isdigit() and int(expires) >= time.time() else None
-
-    def sign_out(self, session: Session) -> None:
-        now = time.time()
-        self.signed_out = {nonce: expires for nonce, expires in self.signed_out.items() if expires > now}
-        self.signed_out[session.nonce] = session.expires
-
-
-class LoginThrottle:
-    """Slows every wrong password and counts them (per process) per address, per trusted browser
-    and for the account (the one shared password).
-
-    A browser without a trusted-device cookie is refused while its address, or the account, has
-    had too many wrong passwords lately; the account limit stops guessing spread over many
-    addresses. A trusted browser is judged on its own wrong passwords only, so nobody else's
-    guesses ever lock it out.
-    """
-
-    def __init__(self, max_failures: int = 10, max_account_failures: int = 100, window_seconds: float = 900,
-                 delay_seconds: float = 1.0) -> None:
-        self.max_failures = max_failures
-        self.max_account_failures = max_account_failures
-        self.window_seconds = window_seconds
-        self.delay_seconds = delay_seconds
-        self.failures: Dict[str, List[float]] = {}
-
-    def _forget_old(self) -> None:
-        cutoff = time.monotonic() - self.window_seconds
-        self.failures = {key: recent for key, times in self.failures.items()
-                         if (recent := [t for t in times if t > cutoff])}
-
-    def _count(self, key: str) -> int:
-        return len(self.failures.get(key, []))
-
-    def blocked(self, address: str, device: Optional[str] = None) -> bool:
-        self._forget_old()
-        if device is not None:
-            return self._count(f"device:{device}") >= self.max_failures
-        return (self._count(f"address:{address}") >= self.max_failures
-                or self._count("account") >= self.max_account_failures)
-
-    def record_failure(self, address: str, device: Optional[str] = None) -> None:
-        keys = [f"device:{device}"] if device is not None else [f"address:{address}", "account"]
-        for key in keys:
-            self.failures.setdefault(key, []).append(time.monotonic())
-
-    def forget(self, address: str, device: Optional[str] = None) -> None:
-        self.failures.pop(f"device:{device}" if device is not None else f"address:{address}", None)
-
-
 def _is_trusted(address: str, proxies: Sequence[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
@@ -226,9 +118,51 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     response.headers.update(SECURITY_HEADERS)
 
 
+def write_private_file(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # also when an empty file was already there
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def _development_password(path: Path) -> str:
+    """The password kept in the file (an earlier version's shared password too), or a new one saved there."""
+    password = path.read_text(encoding="utf-8").strip() if path.exists() else ""
+    try:
+        check_password_rules(password)
+    except AccountError:
+        password = secrets.token_urlsafe(24)
+        write_private_file(path, password + "\n")
+    return password
+
+
+def announce_accounts(settings: Settings, accounts: Accounts) -> None:
+    """Says at start how to sign in. Without any account, development makes an admin account whose
+    password is kept in a private file; production never makes one and says how to."""
+    try:
+        count = accounts.count()
+    except StorageUnavailable:
+        print("Staff inbox: the handoff database cannot be reached, so staff accounts were not checked.", flush=True)
+        return
+    path = settings.staff_inbox_password_file
+    if count:
+        if not settings.production and path.exists() and accounts.find(DEVELOPMENT_ADMIN):
+            print(f"Staff inbox: the development account {DEVELOPMENT_ADMIN!r} was made with the password in "
+                  f"{path}.", flush=True)
+        return
+    if settings.production:
+        print(f"Staff inbox: there are no staff accounts yet. Create the first with: {CREATE_ACCOUNT_COMMAND}",
+              flush=True)
+        return
+    accounts.create(Actor.system_user(VIA_START_UP), DEVELOPMENT_ADMIN, _development_password(path), "admin")
+    print(f"Staff inbox: no staff accounts yet, so this development inbox made the admin account "
+          f"{DEVELOPMENT_ADMIN!r}; sign in with the password in {path}. Give each person their own account: "
+          f"{CREATE_ACCOUNT_COMMAND}", flush=True)
+
+
 class Inbox:
-    def __init__(self, settings: Settings, store: HandoffStore, password: str, clinic_file: Path,
-                 throttle: LoginThrottle) -> None:
+    def __init__(self, settings: Settings, store: HandoffStore, clinic_file: Path, throttle: LoginThrottle) -> None:
         clinic = load_clinic(clinic_file)
         try:
             self.tz = ZoneInfo(clinic.timezone)
@@ -236,12 +170,13 @@ class Inbox:
             raise ConfigError(f"{clinic_file}: unknown timezone {clinic.timezone!r}") from error
         self.clinic_name = clinic.name
         self.store = store
-        self.password = password
+        self.accounts = Accounts(store)
+        self.audit = AuditLog(store)
+        self.tracker_db = settings.tracker_db
         self.secure_cookie = settings.production
         self.throttle = throttle
         self.trusted_proxies = settings.staff_inbox_trusted_proxies
-        secret_key = (settings.staff_inbox_secret_key or "").encode() or secrets.token_bytes(32)
-        self.sessions = Sessions(secret_key, password)
+        self.sessions = Sessions((settings.staff_inbox_secret_key or "").encode() or secrets.token_bytes(32))
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True,
                                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.templates.filters["local_time"] = lambda value: format_time(value, self.tz)
@@ -250,14 +185,19 @@ class Inbox:
     def render(self, request: web.Request, template: str, http_status: int = 200, **context: Any) -> web.Response:
         session = request.get("session")
         html = self.templates.get_template(template).render(
-            clinic_name=self.clinic_name, timezone=self.tz.key,
+            clinic_name=self.clinic_name, timezone=self.tz.key, account=request.get("account"),
             csrf_token=self.sessions.csrf_token(session) if session else None, **context,
         )
         return web.Response(text=html, status=http_status, content_type="text/html")
 
-    def error(self, request: web.Request, status: int, message: str) -> web.HTTPException:
-        page = self.render(request, "error.html", http_status=status, message=message)
-        return ERRORS[status](text=page.text, content_type="text/html")
+    def error(self, request: web.Request, http_status: int, problem: str, **details: Any) -> web.HTTPException:
+        """An error page; `problem` names its sentence in templates/messages.html."""
+        page = self.render(request, "error.html", http_status=http_status, problem=problem, details=details)
+        return ERRORS[http_status](text=page.text, content_type="text/html")
+
+    def actor(self, request: web.Request) -> Actor:
+        account = request["account"]
+        return Actor(account.username, VIA_INBOX, account.id, client_address(request, self.trusted_proxies))
 
     @web.middleware
     async def database_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -266,13 +206,18 @@ class Inbox:
         except StorageUnavailable as error:
             logger.error("Handoff database unavailable for %s %s (%s)", request.method, request.path,
                          type(error.__cause__).__name__)
-            raise self.error(request, 503, "The handoff database cannot be reached right now. "
-                                           "Try again in a minute.") from None
+            raise self.error(request, 503, "database_unavailable") from None
 
     @web.middleware
     async def require_session(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        request["session"] = self.sessions.verify(request.cookies.get(SESSION_COOKIE))
-        if request["session"] is None and request.path not in PUBLIC_PATHS and not request.path.startswith("/static/"):
+        """Every page but /health, /login and the stylesheet needs a session whose account still accepts it."""
+        if request.path == "/health" or request.path.startswith("/static/"):
+            return await handler(request)
+        session = self.sessions.verify(request.cookies.get(SESSION_COOKIE))
+        account = session and await asyncio.to_thread(
+            self.accounts.signed_in, session.account_id, session.session_generation)
+        request["session"], request["account"] = (session, account) if account else (None, None)
+        if account is None and request.path != "/login":
             query = {"next": request.path_qs} if request.method == "GET" else {}
             raise web.HTTPSeeOther(f"/login?{urlencode(query)}" if query else "/login")
         return await handler(request)
@@ -281,38 +226,53 @@ class Inbox:
         form = await request.post()
         expected = self.sessions.csrf_token(request["session"])
         if not hmac.compare_digest(str(form.get("csrf_token", "")).encode(), expected.encode()):
-            raise self.error(request, 403, "This form has expired. Go back, reload the page and try again.")
+            raise self.error(request, 403, "form_expired")
         return form
+
+    def require_admin(self, request: web.Request) -> None:
+        if not request["account"].is_admin:
+            raise self.error(request, 403, "admins_only")
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     async def login_page(self, request: web.Request) -> web.Response:
         next_page = safe_next(request.query.get("next"))
-        if request["session"]:
+        if request["account"]:
             raise web.HTTPSeeOther(next_page)
-        return self.render(request, "login.html", next=next_page, error=None)
+        return self.render(request, "login.html", next=next_page, problem=None, details={})
 
     async def login(self, request: web.Request) -> web.Response:
         form = await request.post()
         next_page = safe_next(form.get("next"))
         address = client_address(request, self.trusted_proxies)
-        device = self.sessions.verify_device(request.cookies.get(DEVICE_COOKIE))
-        # No await between the check and recording a failure: parallel guesses all count.
-        if self.throttle.blocked(address, device):
-            return self.render(request, "login.html", http_status=429, next=next_page,
-                               error=f"Too many wrong passwords. Wait {self.throttle.window_seconds / 60:.0f} "
-                                     "minutes, then try again.")
-        if not hmac.compare_digest(str(form.get("password", "")).encode(), self.password.encode()):
-            self.throttle.record_failure(address, device)
+        try:
+            username: Optional[str] = normalise_username(str(form.get("username", "")))
+        except AccountError:
+            username = None
+        account = username and await asyncio.to_thread(self.accounts.find, username)
+        device = account and self.sessions.verify_device(request.cookies.get(device_cookie_name(account)), account)
+        # For an unknown username, the name typed is not kept: it may be a password typed in the wrong box.
+        actor = (Actor(account.username, VIA_INBOX, account.id, address) if account
+                 else Actor(None, VIA_INBOX, address=address))
+        attempt = self.throttle.begin(address, actor.account_id, device)
+        if attempt is None:
+            return self.render(request, "login.html", http_status=429, next=next_page, problem="locked_out",
+                               details={"minutes": round(self.throttle.window_seconds / 60)})
+        password = str(form.get("password", ""))
+        if not await asyncio.to_thread(self.accounts.password_matches, account, password):
+            reason = "unknown account" if not account else "account disabled" if account.disabled else "wrong password"
+            await asyncio.to_thread(self.audit.record, actor, "sign_in_failed", detail=reason)
             await asyncio.sleep(self.throttle.delay_seconds)
-            return self.render(request, "login.html", http_status=401, next=next_page,
-                               error="That password is not right. Please try again.")
-        self.throttle.forget(address, device)
+            return self.render(request, "login.html", http_status=401, next=next_page, problem="wrong_password",
+                               details={})
+        self.throttle.succeeded(attempt)
+        await asyncio.to_thread(self.audit.record, actor, "signed_in")
         response = web.HTTPSeeOther(next_page)
-        response.set_cookie(SESSION_COOKIE, self.sessions.create(), max_age=int(SESSION_LIFETIME.total_seconds()),
-                            path="/", httponly=True, samesite="Strict", secure=self.secure_cookie)
-        response.set_cookie(DEVICE_COOKIE, self.sessions.create_device(),
+        response.set_cookie(SESSION_COOKIE, self.sessions.create(account),
+                            max_age=int(SESSION_LIFETIME.total_seconds()), path="/", httponly=True,
+                            samesite="Strict", secure=self.secure_cookie)
+        response.set_cookie(device_cookie_name(account), self.sessions.create_device(account),
                             max_age=int(DEVICE_LIFETIME.total_seconds()), path="/login", httponly=True,
                             samesite="Strict", secure=self.secure_cookie)
         raise response
@@ -320,6 +280,15 @@ class Inbox:
     async def logout(self, request: web.Request) -> web.Response:
         await self.check_csrf(request)
         self.sessions.sign_out(request["session"])
+        await asyncio.to_thread(self.audit.record, self.actor(request), "signed_out")
+        response = web.HTTPSeeOther("/login")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        raise response
+
+    async def logout_everywhere(self, request: web.Request) -> web.Response:
+        """Ends every session of this account, in every browser, and their trusted-browser cookies."""
+        await self.check_csrf(request)
+        await asyncio.to_thread(self.accounts.sign_out_everywhere, self.actor(request), request["account"])
         response = web.HTTPSeeOther("/login")
         response.del_cookie(SESSION_COOKIE, path="/")
         raise response
@@ -327,47 +296,90 @@ class Inbox:
     async def handoff_list(self, request: web.Request) -> web.Response:
         status = request.query.get("status") or None
         if status is not None and status not in STATUSES:
-            raise self.error(request, 400, f"There is no status called “{status}”.")
+            raise self.error(request, 400, "unknown_status", status=status)
+        deleted = request.query.get("deleted", "")
         # The store is synchronous: keep database calls off the event loop.
-        handoffs = await asyncio.to_thread(self.store.list_handoffs, status, LIST_LIMIT)
+        found = await asyncio.to_thread(handoffs.list_handoffs, self.store, self.actor(request), status, LIST_LIMIT)
         undelivered, failing, failed = await asyncio.to_thread(self.store.undelivered_counts)
-        return self.render(request, "list.html", handoffs=handoffs, filter_status=status, statuses=STATUSES,
-                           limited=len(handoffs) == LIST_LIMIT, undelivered=undelivered, failing=failing,
-                           failed=failed)
+        return self.render(request, "list.html", handoffs=found, filter_status=status, statuses=STATUSES,
+                           limited=len(found) == LIST_LIMIT, undelivered=undelivered, failing=failing,
+                           failed=failed, deleted=deleted if deleted.isdigit() else None)
 
     async def handoff_detail(self, request: web.Request) -> web.Response:
-        handoff = await asyncio.to_thread(self.store.get_handoff, int(request.match_info["id"]))
+        handoff = await asyncio.to_thread(handoffs.view_handoff, self.store, self.actor(request),
+                                          int(request.match_info["id"]))
         if handoff is None:
-            raise self.error(request, 404, "There is no handoff with this number.")
+            raise self.error(request, 404, "no_handoff")
         return self.render(request, "detail.html", handoff=handoff, actions=STATUS_ACTIONS)
 
     async def change_status(self, request: web.Request) -> web.Response:
         form = await self.check_csrf(request)
         status = form.get("status")
         if status not in STATUSES:
-            raise self.error(request, 400, "Choose one of the status buttons.")
+            raise self.error(request, 400, "choose_status")
         handoff_id = int(request.match_info["id"])
-        if not await asyncio.to_thread(self.store.set_status, handoff_id, status):
-            raise self.error(request, 404, "There is no handoff with this number.")
+        if not await asyncio.to_thread(handoffs.change_status, self.store, self.actor(request), handoff_id, status):
+            raise self.error(request, 404, "no_handoff")
         raise web.HTTPSeeOther(f"/handoffs/{handoff_id}")
+
+    async def delete_page(self, request: web.Request) -> web.Response:
+        """Asks before deleting; shows the handoff's number and time only, so it is no view to record."""
+        handoff = await asyncio.to_thread(self.store.get_handoff, int(request.match_info["id"]))
+        if handoff is None:
+            raise self.error(request, 404, "no_handoff")
+        return self.render(request, "delete.html", handoff_id=handoff["id"], received=handoff["created_at"])
+
+    async def delete(self, request: web.Request) -> web.Response:
+        await self.check_csrf(request)
+        handoff_id = int(request.match_info["id"])
+        try:
+            events = await asyncio.to_thread(handoffs.delete_handoff, self.store, self.actor(request), handoff_id,
+                                             self.tracker_db)
+        except ConversationStoreUnavailable as error:
+            logger.error("Conversation database unavailable for deleting handoff %s (%s)", handoff_id,
+                         type(error.__cause__).__name__)
+            raise self.error(request, 503, "conversation_store_unavailable") from None
+        if events is None:
+            raise self.error(request, 404, "no_handoff")
+        raise web.HTTPSeeOther(f"/?deleted={handoff_id}")
+
+    async def audit_page(self, request: web.Request) -> web.Response:
+        self.require_admin(request)
+        entries = await asyncio.to_thread(self.audit.read, self.actor(request), AUDIT_PAGE_LIMIT)
+        return self.render(request, "audit.html", entries=entries, limited=len(entries) == AUDIT_PAGE_LIMIT)
+
+    async def audit_csv(self, request: web.Request) -> web.Response:
+        self.require_admin(request)
+        text = await asyncio.to_thread(self.audit.export_csv, self.actor(request))
+        filename = f"audit-log-{datetime.now(timezone.utc):%Y-%m-%d}.csv"
+        return web.Response(text=text, content_type="text/csv",
+                            headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def create_app(settings: Settings, store: Optional[HandoffStore] = None, *, clinic_file: Path = CLINIC_FILE,
                throttle: Optional[LoginThrottle] = None) -> web.Application:
     """Raises ConfigError (or ClinicConfigError) when the settings make it unsafe to start."""
-    password = staff_password(settings)  # first: a refused start touches nothing
-    inbox = Inbox(settings, store or HandoffStore(settings.database_url), password, clinic_file,
-                  throttle or LoginThrottle())
+    if settings.retired_settings:  # first: a refused start touches nothing
+        names = " and ".join(settings.retired_settings)
+        raise ConfigError(f"{names} is no longer read: each person signs in with their own account, made with "
+                          f"{CREATE_ACCOUNT_COMMAND} (see README, Staff inbox). Remove {names} from .env.")
+    inbox = Inbox(settings, store or HandoffStore(settings.database_url), clinic_file, throttle or LoginThrottle())
     app = web.Application(middlewares=[inbox.database_errors, inbox.require_session])
     app.on_response_prepare.append(add_security_headers)
+    handoff = f"/handoffs/{{id:{HANDOFF_ID_PATTERN}}}"
     app.add_routes([
         web.get("/health", inbox.health),
         web.get("/login", inbox.login_page),
         web.post("/login", inbox.login),
         web.post("/logout", inbox.logout),
+        web.post("/logout-everywhere", inbox.logout_everywhere),
         web.get("/", inbox.handoff_list),
-        web.get(f"/handoffs/{{id:{HANDOFF_ID_PATTERN}}}", inbox.handoff_detail),
-        web.post(f"/handoffs/{{id:{HANDOFF_ID_PATTERN}}}/status", inbox.change_status),
+        web.get(handoff, inbox.handoff_detail),
+        web.post(f"{handoff}/status", inbox.change_status),
+        web.get(f"{handoff}/delete", inbox.delete_page),
+        web.post(f"{handoff}/delete", inbox.delete),
+        web.get("/audit", inbox.audit_page),
+        web.get("/audit.csv", inbox.audit_csv),
         web.static("/static", HERE / "static"),
     ])
     return app
@@ -376,10 +388,12 @@ def create_app(settings: Settings, store: Optional[HandoffStore] = None, *, clin
 def main() -> int:
     try:
         settings = load_settings()
-        app = create_app(settings)
+        store = HandoffStore(settings.database_url)
+        app = create_app(settings, store)
     except (ConfigError, ClinicConfigError, SettingsError) as error:
         print(f"Staff inbox not started: {error}", file=sys.stderr)
         return SETTINGS_ERROR_EXIT
+    announce_accounts(settings, Accounts(store))
     host, port = settings.staff_inbox_host, settings.staff_inbox_port
     try:
         web.run_app(app, host=host, port=port, access_log=None,

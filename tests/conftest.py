@@ -7,10 +7,14 @@ from types import SimpleNamespace
 import pytest
 import spacy
 
+from actions.storage import HandoffStore
 from scripts.services import Services, rasa_services, staff_services
+from staff.accounts import Accounts
+from staff.audit import VIA_COMMAND_LINE, Actor
 from tests.local_servers import SmtpServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+INBOX_USERNAME, INBOX_PASSWORD = "reception", "test-inbox-password"
 SPACY_PIPELINE = ROOT / "build" / "spacy_en_lookup_lemmas"
 MODEL = ROOT / "models" / "ketamine-assistant.tar.gz"
 # TEST_PORT_OFFSET moves every test server's port, so two checkouts can run the tests at once.
@@ -38,19 +42,25 @@ def stack(tmp_path_factory):
         "STAFF_WEBHOOK_URL": "",  # never a developer's real channel
         # The defaults (minimal notifications, plain SMTP to this machine), whatever a developer's .env says.
         "NOTIFY_EMAIL_INCLUDE_DETAILS": "", "SMTP_SECURITY": "", "SMTP_ALLOW_PLAINTEXT": "",
-        "STAFF_INBOX_PASSWORD": "test-inbox-password", "STAFF_INBOX_URL": f"http://localhost:{INBOX_PORT}",
+        "STAFF_INBOX_URL": f"http://localhost:{INBOX_PORT}", "TRACKER_DB": str(directory / "tracker.db"),
         "OUTBOX_POLL_SECONDS": "0.5",
     }
+    add_inbox_account(env["DATABASE_URL"], INBOX_USERNAME, INBOX_PASSWORD)
     services = (rasa_services(str(MODEL), RASA_PORT, ACTION_PORT, str(directory / "tracker.db"), env)
                 + staff_services(INBOX_PORT, env))
     log_path = directory / "services.log"  # every process's output, as `make run` prints it
     try:
         with log_path.open("a", encoding="utf-8") as log, Services(services, log=Tee(sys.stdout, log)):
             yield SimpleNamespace(rasa_port=RASA_PORT, inbox_url=env["STAFF_INBOX_URL"],
-                                  inbox_password=env["STAFF_INBOX_PASSWORD"],
+                                  inbox_username=INBOX_USERNAME, inbox_password=INBOX_PASSWORD,
                                   database_url=env["DATABASE_URL"], mailbox=smtp.mailbox, log_path=log_path)
     finally:
         smtp.stop()
+
+
+def add_inbox_account(database_url: str, username: str, password: str) -> None:
+    """The staff account tests sign in to the inbox with, made as `python -m staff.cli account create` does."""
+    Accounts(HandoffStore(database_url)).create(Actor.system_user(VIA_COMMAND_LINE), username, password, "staff")
 
 
 class Tee:

@@ -64,7 +64,8 @@ def test_a_booking_is_stored_emailed_and_listed_in_the_inbox(stack):
 
     inbox = requests.Session()
     assert "Dana Whitaker" not in inbox.get(f"{stack.inbox_url}/", timeout=10).text  # signed out
-    signed_in = inbox.post(f"{stack.inbox_url}/login", data={"password": stack.inbox_password}, timeout=10)
+    signed_in = inbox.post(f"{stack.inbox_url}/login", timeout=10,
+                           data={"username": stack.inbox_username, "password": stack.inbox_password})
     assert signed_in.status_code == 200 and "Dana Whitaker" in signed_in.text
     details = inbox.get(f"{stack.inbox_url}/handoffs/{row['id']}", timeout=10).text
     assert "know more about the side effects" in details and "weekday afternoons" in details

@@ -32,11 +32,12 @@ from actions.notifications import render_notifications, subject_for
 from actions.settings import SettingsError, load_settings
 from actions.storage import HandoffRequest, HandoffStore, Notification, StorageUnavailable, utcnow
 from scripts.services import PortInUse, Service, Services, is_ready, rasa_services
-from staff.inbox import LoginThrottle, create_app
+from staff.inbox import create_app
 from staff.sender import run_once
+from staff.signin import LoginThrottle
 from tests.conftest import MODEL, PORT_OFFSET, ROOT
 from tests.local_servers import SmtpServer, WebhookReceiver, free_port
-from tests.test_inbox import PASSWORD, serve
+from tests.test_inbox import add_account, serve, sign_in, signed_in
 from tests.test_rest import CLINIC, DOMAIN, QUESTIONS
 
 FAQ_QUESTION = QUESTIONS["side_effects"]  # vetted against the training data (test_heldout_overlap)
@@ -262,9 +263,10 @@ def test_a_notification_that_can_never_be_sent_fails_at_once_and_shows_in_the_in
     smtp = SmtpServer(free_port())
     smtp.start()
     try:
-        environ = email_environ(tmp_path, smtp.port, STAFF_INBOX_PASSWORD=PASSWORD)
+        environ = email_environ(tmp_path, smtp.port)
         settings = load_settings(environ)
         store = HandoffStore(settings.database_url)
+        add_account(store)
         handoff_id = store.create_handoff(
             REQUEST, lambda *_: [Notification("email", "New booking request: Dana\nBcc: someone@evil.test", "body")])
         assert run_once(store, settings) == 0
@@ -273,8 +275,7 @@ def test_a_notification_that_can_never_be_sent_fails_at_once_and_shows_in_the_in
         assert (failed["status"], failed["attempts"]) == ("failed", 1)
         assert smtp.mailbox.messages == []
         with serve(create_app(settings, store)) as url:
-            session = requests.Session()
-            session.post(f"{url}/login", data={"password": PASSWORD})
+            session = signed_in(url)
             assert "1 staff notification failed and will not be retried" in session.get(f"{url}/").text
             assert "Failed: not sent after 1 attempt" in session.get(f"{url}/handoffs/{handoff_id}").text
     finally:
@@ -352,51 +353,47 @@ def test_an_older_database_gets_idempotency_keys(tmp_path):
 
 # --- item 9: inbox lockout ------------------------------------------------------------------
 
-def sign_in(url: str, session: requests.Session, password: str, forwarded_for: str = "") -> int:
-    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
-    return session.post(f"{url}/login", data={"password": password}, headers=headers,
-                        allow_redirects=False).status_code
-
-
-def inbox_app(tmp_path: Path, throttle: LoginThrottle, **environ: str):
-    settings = load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'handoffs.db'}",
-                              "STAFF_INBOX_PASSWORD": PASSWORD, **environ})
-    return create_app(settings, throttle=throttle)
+def inbox_app(folder: Path, throttle: LoginThrottle, **environ: str):
+    """The inbox on a new database in the folder, with one staff account (tests.test_inbox's USERNAME, PASSWORD)."""
+    store = HandoffStore(f"sqlite:///{folder / 'handoffs.db'}")
+    add_account(store)
+    return create_app(load_settings({"DATABASE_URL": str(store.engine.url), **environ}), store, throttle=throttle)
 
 
 def test_lockout_never_refuses_the_right_password_from_a_trusted_browser(tmp_path):
     with serve(inbox_app(tmp_path, LoginThrottle(max_failures=2, delay_seconds=0))) as url:
         staff = requests.Session()
-        assert sign_in(url, staff, PASSWORD) == 303
+        assert sign_in(url, staff) == 303
         staff.cookies.pop("staff_session")  # signed out; the browser stays trusted
         attacker = requests.Session()
-        assert [sign_in(url, attacker, "guess") for _ in range(3)] == [401, 401, 429]
-        assert sign_in(url, requests.Session(), PASSWORD) == 429  # an unknown browser from that address
-        assert sign_in(url, staff, PASSWORD) == 303
+        assert [sign_in(url, attacker, password="guess") for _ in range(3)] == [401, 401, 429]
+        assert sign_in(url, requests.Session()) == 429  # an unknown browser from that address
+        assert sign_in(url, staff) == 303
 
 
 def test_the_account_limit_stops_guesses_spread_over_addresses(tmp_path):
     throttle = LoginThrottle(max_failures=10, max_account_failures=3, delay_seconds=0)
     with serve(inbox_app(tmp_path, throttle, STAFF_INBOX_TRUSTED_PROXIES="127.0.0.1")) as url:
         staff = requests.Session()
-        assert sign_in(url, staff, PASSWORD, forwarded_for="192.0.2.1") == 303
-        assert [sign_in(url, requests.Session(), "guess", forwarded_for=f"198.51.100.{n}")
+        assert sign_in(url, staff, forwarded_for="192.0.2.1") == 303
+        assert [sign_in(url, requests.Session(), password="guess", forwarded_for=f"198.51.100.{n}")
                 for n in range(3)] == [401, 401, 401]
-        assert sign_in(url, requests.Session(), PASSWORD, forwarded_for="203.0.113.9") == 429
-        assert sign_in(url, staff, PASSWORD, forwarded_for="192.0.2.1") == 303
+        assert sign_in(url, requests.Session(), forwarded_for="203.0.113.9") == 429
+        assert sign_in(url, staff, forwarded_for="192.0.2.1") == 303
 
 
 def test_forwarded_for_counts_only_from_a_configured_proxy(tmp_path):
     # Not configured: a forged header does not dodge the address's lockout.
-    with serve(inbox_app(tmp_path, LoginThrottle(max_failures=2, delay_seconds=0))) as url:
-        statuses = [sign_in(url, requests.Session(), "guess", forwarded_for=f"198.51.100.{n}") for n in range(3)]
+    with serve(inbox_app(tmp_path / "unconfigured", LoginThrottle(max_failures=2, delay_seconds=0))) as url:
+        statuses = [sign_in(url, requests.Session(), password="guess", forwarded_for=f"198.51.100.{n}")
+                    for n in range(3)]
     assert statuses == [401, 401, 429]
     # Behind the configured proxy, one visitor's guesses do not lock out another.
     throttle = LoginThrottle(max_failures=2, delay_seconds=0)
-    with serve(inbox_app(tmp_path, throttle, STAFF_INBOX_TRUSTED_PROXIES="127.0.0.0/8")) as url:
-        attacker = [sign_in(url, requests.Session(), "guess", forwarded_for="6.6.6.6, 198.51.100.7")
+    with serve(inbox_app(tmp_path / "behind-proxy", throttle, STAFF_INBOX_TRUSTED_PROXIES="127.0.0.0/8")) as url:
+        attacker = [sign_in(url, requests.Session(), password="guess", forwarded_for="6.6.6.6, 198.51.100.7")
                     for _ in range(3)]
-        staff = sign_in(url, requests.Session(), PASSWORD, forwarded_for="192.0.2.1")
+        staff = sign_in(url, requests.Session(), forwarded_for="192.0.2.1")
     assert attacker == [401, 401, 429] and staff == 303
 
 
@@ -507,7 +504,7 @@ def make_run(tmp_path_factory):
     environ = base_environ(
         **{key: str(value) for key, value in RUN_PORTS.items()},
         DATABASE_URL=f"sqlite:///{directory / 'not-a-folder' / 'handoffs.db'}",
-        TRACKER_DB=str(directory / "tracker.db"), STAFF_INBOX_PASSWORD=PASSWORD,
+        TRACKER_DB=str(directory / "tracker.db"), STAFF_INBOX_PASSWORD_FILE=str(directory / "staff_inbox_password"),
         STAFF_INBOX_URL=f"http://localhost:{RUN_PORTS['STAFF_INBOX_PORT']}",
     )
     process = run_all(environ, start_new_session=True)
@@ -539,9 +536,7 @@ def test_make_run_answers_with_the_handoff_database_unreachable(make_run):
     assert any("side effect" in reply.lower() for reply in ask(FAQ_QUESTION, "unreachable-db-faq"))
     inbox = f"http://localhost:{RUN_PORTS['STAFF_INBOX_PORT']}"
     assert requests.get(f"{inbox}/health").text == "ok"
-    staff = requests.Session()
-    staff.post(f"{inbox}/login", data={"password": PASSWORD})
-    assert staff.get(f"{inbox}/").status_code == 503
+    assert sign_in(inbox, requests.Session()) == 503  # the accounts are in that database
     assert process.poll() is None and "[sender] exited" not in output.text and "[inbox] exited" not in output.text
     # The conversations went to this run's own tracker database, private, not var/tracker.db.
     with sqlite3.connect(directory / "tracker.db") as tracker:
@@ -583,7 +578,7 @@ def test_a_killed_child_is_restarted_while_the_chat_keeps_answering(make_run, na
 
 
 def test_a_child_with_a_bad_setting_is_reported_once_and_not_restarted_while_the_chat_answers(tmp_path):
-    # The inbox refuses to start in production with a short password (exit 2, naming the
+    # The inbox refuses to start while the retired shared password is set (exit 2, naming the
     # setting); run_all.py does not check that one, so the supervisor meets it.
     environ = base_environ(
         **{key: str(value) for key, value in BAD_SETTING_PORTS.items()}, APP_ENV="production",

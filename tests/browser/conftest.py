@@ -14,11 +14,10 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from scripts.services import Services, demo_site_service, rasa_services, staff_services
-from tests.conftest import MODEL, PORT_OFFSET, ROOT
+from tests.conftest import INBOX_PASSWORD, INBOX_USERNAME, MODEL, PORT_OFFSET, ROOT, add_inbox_account
 
 RASA_PORT, ACTION_PORT, DEMO_PORT, INBOX_PORT = (port + PORT_OFFSET for port in (5505, 5555, 8180, 8181))
 INBOX_URL = f"http://localhost:{INBOX_PORT}"
-INBOX_PASSWORD = "browser-test-inbox-password"
 ASSISTANT_URL = f"http://localhost:{RASA_PORT}"
 DEMO_URL = f"http://localhost:{DEMO_PORT}"
 ALLOWED_HOSTS = {f"localhost:{RASA_PORT}", f"localhost:{DEMO_PORT}"}
@@ -43,8 +42,9 @@ def servers(tmp_path_factory):
     assert (ROOT / "build/web/widget/clinic-chat.js").is_file(), "run `make widget` first"
     directory = tmp_path_factory.mktemp("browser")
     env = {"DATABASE_URL": f"sqlite:///{directory / 'handoffs.db'}", "STAFF_EMAIL": "", "SMTP_HOST": "",
-           "STAFF_WEBHOOK_URL": "", "STAFF_INBOX_PASSWORD": INBOX_PASSWORD, "STAFF_INBOX_URL": INBOX_URL,
+           "STAFF_WEBHOOK_URL": "", "STAFF_INBOX_URL": INBOX_URL, "TRACKER_DB": str(directory / "tracker.db"),
            "ALLOWED_ORIGINS": f"http://localhost:{DEMO_PORT}"}  # the demo page's origin
+    add_inbox_account(env["DATABASE_URL"], INBOX_USERNAME, INBOX_PASSWORD)
     services = Services(
         rasa_services(str(MODEL), RASA_PORT, ACTION_PORT, str(directory / "tracker.db"), env)
         + staff_services(INBOX_PORT, env)

@@ -14,6 +14,7 @@ from tests.browser.conftest import (
     DEMO_URL,
     INBOX_PASSWORD,
     INBOX_URL,
+    INBOX_USERNAME,
     PHONE,
     REPLY_TIMEOUT,
     ROOT,
@@ -290,6 +291,7 @@ def test_a_booking_made_through_the_widget_reaches_the_staff_inbox(visit):
 
     # Staff sign in to the inbox in the same browser and see the request.
     visit.page.goto(f"{INBOX_URL}/login")
+    visit.page.get_by_label("Username").fill(INBOX_USERNAME)
     visit.page.get_by_label("Password").fill(INBOX_PASSWORD)
     visit.page.get_by_label("Password").press("Enter")
     row = visit.page.get_by_role("row").filter(has_text="Dana Whitaker")
