@@ -8,6 +8,7 @@ the other; a page or command shows handoffs only once its view has been recorded
 import csv
 import getpass
 import io
+import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -51,7 +52,11 @@ class Actor:
 
     @classmethod
     def system_user(cls, via: str) -> "Actor":
-        return cls(getpass.getuser(), via)
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):  # a user id with no name (some containers)
+            name = f"uid {os.getuid()}"
+        return cls(name, via)
 
 
 def record(connection: Connection, actor: Actor, action: str, *, handoff_id: Optional[int] = None,
