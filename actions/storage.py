@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     func,
     insert,
     inspect,
@@ -212,6 +213,15 @@ class HandoffStore:
                 .values(status=status, status_changed_at=utcnow())
             )
             return result.rowcount == 1
+
+    def delete_handoffs_created_before(self, cutoff: datetime) -> Tuple[int, int]:
+        """Deletes the handoffs made before the cut-off with their notifications; returns how
+        many of each went (actions/retention.py)."""
+        old = select(handoffs.c.id).where(handoffs.c.created_at < cutoff)
+        with self._database(), self.engine.begin() as connection:
+            notifications = connection.execute(delete(outbox).where(outbox.c.handoff_id.in_(old))).rowcount
+            deleted = connection.execute(delete(handoffs).where(handoffs.c.created_at < cutoff)).rowcount
+        return deleted, notifications
 
     # --- outbox ----------------------------------------------------------------
     def claim_next_notification(self, now: datetime, lease: timedelta) -> Optional[Dict[str, Any]]:
