@@ -23,6 +23,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from actions.storage import HandoffStore, StorageUnavailable, make_engine
 
+# Deletes the visitor's conversation once they confirm (actions/privacy.py); the Rasa server's
+# tracker store then writes none of it back (channels/tracker_store.py).
+FORGET_CONVERSATION_ACTION = "action_forget_conversation"
+
 # The columns of Rasa's table this module reads; Rasa creates and owns the table.
 tracker_events = Table(
     "events", MetaData(),

@@ -81,7 +81,8 @@ def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: str,
             "actions",
             [sys.executable, "-m", "actions.server"],
             f"http://localhost:{action_port}/health", port=action_port,
-            env={**env, **secrets_env, "ACTION_PORT": str(action_port)},
+            # The same tracker store: the forget-me action deletes from it.
+            env={**env, **secrets_env, "ACTION_PORT": str(action_port), "TRACKER_DB": tracker_db},
         ),
         Service(
             "rasa",
