@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    event,
     func,
     insert,
     inspect,
@@ -124,7 +125,12 @@ def new_idempotency_key() -> str:
 
 def make_engine(url: str) -> Engine:
     # Statement parameters hold visitors' details: keep them out of errors and logs.
-    return create_engine(url, future=True, hide_parameters=True)
+    engine = create_engine(url, future=True, hide_parameters=True)
+    if engine.url.get_backend_name() == "sqlite":
+        # What this engine deletes (the purge, forget-me) is overwritten with zeros, not left
+        # readable in the file's free pages.
+        event.listen(engine, "connect", lambda connection, _: connection.execute("PRAGMA secure_delete = ON"))
+    return engine
 
 
 def _create_private_sqlite_file(url: str) -> None:

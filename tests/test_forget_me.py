@@ -110,6 +110,7 @@ def test_the_turn_that_forgot_the_conversation_writes_none_of_it_back(tracker_db
     forget_turn(store, tracker_db)
     assert rows(tracker_db) == {OTHER: other_before}
     assert asyncio.run(store.retrieve(VISITOR)) is None  # the next message starts a new conversation
+    assert TOLD.encode() not in tracker_db.read_bytes()  # overwritten, not left in the file's free pages
 
 
 def test_rasas_own_sql_store_would_write_the_forgotten_session_back(tracker_db):

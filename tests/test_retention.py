@@ -100,6 +100,19 @@ def databases(tmp_path):
     return tracker_path, store, old_id, recent_id
 
 
+def test_what_the_purge_deletes_is_gone_from_the_files_too(databases):
+    tracker_path, store, *_ = databases
+    write_conversation(tracker_path, "silent-too", [60], "my neighbour Ines Kowalczyk drove me")
+    with store.engine.begin() as connection:  # an old handoff with a name no other row has
+        connection.execute(handoffs.update().where(handoffs.c.conversation_id == "silent-40-days")
+                           .values(full_name="Ottilie Brandvold"))
+    assert b"Ines Kowalczyk" in tracker_path.read_bytes()
+    purge_conversations(TrackerDatabase(f"sqlite:///{tracker_path}"), 30, NOW)
+    purge_handoffs(store, 365, NOW)
+    assert b"Ines Kowalczyk" not in tracker_path.read_bytes() and b"Carl" not in tracker_path.read_bytes()
+    assert b"Ottilie" not in Path(store.engine.url.database).read_bytes()
+
+
 def test_old_conversations_go_whole_and_any_with_a_recent_event_stays_whole(databases):
     tracker_path, *_ = databases
     before = events_by_sender(tracker_path)
