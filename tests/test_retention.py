@@ -19,6 +19,8 @@ from rasa.shared.core.trackers import DialogueStateTracker
 
 from actions.retention import TrackerDatabase, purge_conversations, purge_handoffs
 from actions.settings import (
+    DEFAULT_CONVERSATION_RETENTION_DAYS,
+    DEFAULT_HANDOFF_RETENTION_DAYS,
     SettingsError,
     load_settings,
 )
@@ -56,6 +58,14 @@ def test_retention_days_are_read():
 def test_a_retention_that_is_not_a_whole_number_of_days_is_refused_by_name(name, value):
     with pytest.raises(SettingsError, match=f"{name} must be a whole number of days from 1 to 36500"):
         load_settings({name: value})
+
+
+def test_the_readme_and_env_example_state_the_defaults_the_settings_use():
+    readme, example = (ROOT / "README.md").read_text(), (ROOT / ".env.example").read_text()
+    for name, days in (("CONVERSATION_RETENTION_DAYS", DEFAULT_CONVERSATION_RETENTION_DAYS),
+                       ("HANDOFF_RETENTION_DAYS", DEFAULT_HANDOFF_RETENTION_DAYS)):
+        assert f"\n{name}={days}\n" in example
+        assert f"`{name}`, default {days}" in readme
 
 
 # --- the purge ----------------------------------------------------------------------------
