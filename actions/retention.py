@@ -4,9 +4,10 @@ have their conversation deleted at once.
 Conversations live in Rasa's SQL tracker store (endpoints.yml): one row per event in its
 `events` table, with the conversation's `sender_id` and the event's `timestamp` in epoch
 seconds (rasa/core/tracker_store.py, SQLTrackerStore.SQLEvent). A conversation is deleted
-whole, once its last event is older than CONVERSATION_RETENTION_DAYS: a partial event list
-would be read back by Rasa as another conversation. Handoffs go with their notifications
-(actions/storage.py) HANDOFF_RETENTION_DAYS after they were made.
+whole, once its last event is older than CONVERSATION_RETENTION_DAYS: Rasa reads and appends
+a session by counting its rows, so a partial event list (a session without its start) would
+confuse it. Handoffs go with their notifications (actions/storage.py) HANDOFF_RETENTION_DAYS
+after they were made.
 
 No Rasa import: `make purge`, the purge process `make run` starts (scripts/purge.py) and the
 forget-me action (actions/privacy.py) use it. SQLAlchemy, so PostgreSQL works as SQLite does.
@@ -79,7 +80,8 @@ class TrackerDatabase:
             if connection is None:
                 return 0, 0
             conversations = connection.execute(select(func.count()).select_from(stale.subquery())).scalar()
-            # One statement: a conversation that gets a new event meanwhile is no longer stale, and stays whole.
+            # One statement, so the staleness is judged when the rows go: on SQLite, which locks the
+            # file for it, a conversation that gets a new event meanwhile stays whole.
             events = connection.execute(
                 delete(tracker_events).where(tracker_events.c.sender_id.in_(stale))).rowcount
         return conversations, events
