@@ -52,13 +52,14 @@ export ACTION_SERVER_TOKEN
 
 TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.yml' -o -name '*.py' 2>/dev/null)
 
-.PHONY: help install train widget chromium run handoffs test test-unit test-widget test-browser test-data test-stories \
+.PHONY: help install train widget chromium run handoffs purge test test-unit test-widget test-browser test-data test-stories \
 	test-nlu test-safety eval eval-train lint lock clean
 
 help:
 	@echo "make run    set up, train if needed, start the assistant (REST on :$(RASA_PORT)) and the demo page (:$(DEMO_PORT))"
 	@echo "make test   set up, train if needed, run the whole test suite"
 	@echo "make handoffs  list booking requests in the terminal (staff inbox: http://localhost:8000/)"
+	@echo "make purge  delete conversations and booking requests past their retention (make run does it daily)"
 	@echo "make eval   held-out figures for this config and for stock Rasa, timings"
 	@echo "make eval-train  train make eval's three Rasa configs ahead (hours on a slow machine)"
 	@echo "make lint   ruff"
@@ -125,6 +126,10 @@ run: install $(MODEL) $(WIDGET)
 # The staff inbox in the terminal. More: .venv/bin/python -m staff.cli --help
 handoffs: install
 	$(PY) -m staff.cli list
+
+# Conversations and handoffs past CONVERSATION_RETENTION_DAYS / HANDOFF_RETENTION_DAYS; prints counts only.
+purge: install
+	$(PY) scripts/purge.py
 
 # --- tests ------------------------------------------------------------------
 test: install $(MODEL) lint test-data test-unit test-widget test-browser test-stories test-nlu test-safety

@@ -19,7 +19,7 @@ from sanic import Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from actions.settings import SETTINGS_ERROR_EXIT
+from actions.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings
 
 MIN_TOKEN_LENGTH = 32
 OPEN_PATHS = {"/health"}  # readiness checks carry no secret
@@ -62,7 +62,8 @@ def main() -> None:
     utils.configure_colored_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
         token = action_server_token()
-    except ActionServerSettingsError as error:
+        load_settings()  # checked once here; the actions read them again when they run
+    except (ActionServerSettingsError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(SETTINGS_ERROR_EXIT)
     host = os.environ.get("ACTION_HOST", "127.0.0.1")

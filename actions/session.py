@@ -1,4 +1,5 @@
-"""Starts each conversation: fills the clinic details and shows the frame message once."""
+"""Starts each conversation: fills the clinic details and shows the frame message once, with
+how long the conversation is kept (CONVERSATION_RETENTION_DAYS, the setting the purge uses)."""
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
@@ -6,7 +7,7 @@ from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.clinic import load_clinic
-from actions.settings import CLINIC_FILE
+from actions.settings import CLINIC_FILE, load_settings
 
 # The metadata channels/handler.py gives the SessionStarted it logs when this action could not
 # run (the action server was down); the session then starts again on the next message.
@@ -38,6 +39,7 @@ class ActionSessionStart(Action):
             events += [SlotSet(name, value) for name, value in tracker.slots.items()
                        if value is not None and name not in NOT_CARRIED_OVER and name not in clinic.slots()]
         events += [SlotSet(name, value) for name, value in clinic.slots().items()]
-        dispatcher.utter_message(response="utter_frame", **clinic.slots())
+        dispatcher.utter_message(response="utter_frame", **clinic.slots(),
+                                 conversation_retention_days=load_settings().conversation_retention_days)
         events.append(ActionExecuted("action_listen"))
         return events

@@ -24,6 +24,11 @@ DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'handoffs.db'}"
 DEFAULT_TRACKER_DB = "var/tracker.db"
 # Settings earlier versions read. The inbox refuses to start while one is set rather than ignore it.
 RETIRED_SETTINGS = ("STAFF_INBOX_PASSWORD",)
+# How long each store keeps what visitors gave, in days (actions/retention.py deletes the rest).
+DEFAULT_CONVERSATION_RETENTION_DAYS = 30
+DEFAULT_HANDOFF_RETENTION_DAYS = 365
+# A hundred years: past this a cut-off date would fall before year 1.
+MAX_RETENTION_DAYS = 36500
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 # How the sender talks to SMTP_HOST: STARTTLS, TLS from the first byte (SMTPS), or plain text.
@@ -37,6 +42,10 @@ SETTINGS_ERROR_EXIT = 2
 @dataclass(frozen=True)
 class Settings:
     database_url: str
+    # Conversations are deleted this many days after their last event, handoffs (and their
+    # notifications) this many days after they were made.
+    conversation_retention_days: int
+    handoff_retention_days: int
     # Staff notifications: each channel is on when its setting is present.
     staff_email: Optional[str]
     smtp_host: Optional[str]
@@ -65,7 +74,7 @@ class Settings:
     staff_inbox_trusted_proxies: Tuple[Network, ...]
     # Retired settings that are set (RETIRED_SETTINGS).
     retired_settings: Tuple[str, ...]
-    # The conversations' SQLite file, from which deleting a handoff also deletes its conversation.
+    # Rasa's conversation store (SQLite): the purge, forget-me and deleting a handoff delete from it.
     tracker_db: Path
     # The outbox sender.
     outbox_poll_seconds: float
@@ -79,6 +88,11 @@ class Settings:
     @property
     def email_enabled(self) -> bool:
         return bool(self.staff_email and self.smtp_host)
+
+    @property
+    def tracker_database_url(self) -> str:
+        """Rasa's SQL tracker store, where conversations are kept (endpoints.yml: SQLite)."""
+        return f"sqlite:///{self.tracker_db}"
 
     @property
     def plaintext_to_another_machine(self) -> bool:
@@ -104,6 +118,16 @@ def _number(environ: Mapping[str, str], name: str, default: str, kind: Callable[
     if not value >= minimum:  # also refuses NaN
         raise SettingsError(f"{name} must be at least {minimum}, not {text!r}")
     return value
+
+
+def _days(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = _get(environ, name) or str(default)
+    # Digits only (no "3.5", "1e3", "²"), and few enough for int() to read.
+    whole = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_RETENTION_DAYS))
+    if not whole or not 1 <= int(text) <= MAX_RETENTION_DAYS:
+        raise SettingsError(f"{name} must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, "
+                            f"not {text!r}")
+    return int(text)
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
@@ -170,6 +194,9 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     smtp_security, smtp_allow_plaintext = _smtp_security(environ, smtp_host)
     return Settings(
         database_url=_get(environ, "DATABASE_URL") or DEFAULT_DATABASE_URL,
+        conversation_retention_days=_days(environ, "CONVERSATION_RETENTION_DAYS",
+                                          DEFAULT_CONVERSATION_RETENTION_DAYS),
+        handoff_retention_days=_days(environ, "HANDOFF_RETENTION_DAYS", DEFAULT_HANDOFF_RETENTION_DAYS),
         staff_email=_get(environ, "STAFF_EMAIL"),
         smtp_host=smtp_host,
         smtp_port=_number(environ, "SMTP_PORT", str(SMTP_DEFAULT_PORTS[smtp_security]), int, 1),

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    event,
     func,
     insert,
     inspect,
@@ -155,13 +156,12 @@ def new_idempotency_key() -> str:
 
 def make_engine(url: str) -> Engine:
     # Statement parameters hold visitors' details: keep them out of errors and logs.
-    return create_engine(url, future=True, hide_parameters=True)
-
-
-def overwrite_deleted_rows(connection: Connection) -> None:
-    """SQLite otherwise leaves deleted rows' bytes in the file's free pages until they are reused."""
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("PRAGMA secure_delete = ON")
+    engine = create_engine(url, future=True, hide_parameters=True)
+    if engine.url.get_backend_name() == "sqlite":
+        # What this engine deletes (the purge, forget-me) is overwritten with zeros, not left
+        # readable in the file's free pages.
+        event.listen(engine, "connect", lambda connection, _: connection.execute("PRAGMA secure_delete = ON"))
+    return engine
 
 
 def _create_private_sqlite_file(url: str) -> None:
@@ -273,13 +273,21 @@ class HandoffStore:
         `also` runs in the same transaction after the deletion.
         """
         with self.transaction() as connection:
-            overwrite_deleted_rows(connection)
             connection.execute(delete(outbox).where(outbox.c.handoff_id == handoff_id))
             if connection.execute(delete(handoffs).where(handoffs.c.id == handoff_id)).rowcount != 1:
                 return False
             if also:
                 also(connection)
             return True
+
+    def delete_handoffs_created_before(self, cutoff: datetime) -> Tuple[int, int]:
+        """Deletes the handoffs made before the cut-off with their notifications; returns how
+        many of each went (actions/retention.py)."""
+        old = select(handoffs.c.id).where(handoffs.c.created_at < cutoff)
+        with self._database(), self.engine.begin() as connection:
+            notifications = connection.execute(delete(outbox).where(outbox.c.handoff_id.in_(old))).rowcount
+            deleted = connection.execute(delete(handoffs).where(handoffs.c.created_at < cutoff)).rowcount
+        return deleted, notifications
 
     # --- outbox ----------------------------------------------------------------
     def claim_next_notification(self, now: datetime, lease: timedelta) -> Optional[Dict[str, Any]]:

@@ -58,6 +58,15 @@ class SessionIds:
         return None
 
 
+class CustomPayloadSocketIOOutput(SocketIOOutput):
+    """Rasa 3.6 hands a response's custom payload to `sio.emit` as keyword arguments, so any
+    payload but {"data": ...} raised TypeError. Here it goes as {"custom": payload}, the shape
+    REST replies have (the forget-me reply tells the widget to wipe its transcript this way)."""
+
+    async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
+        await self._send_message(recipient_id, {"custom": json_message})
+
+
 class PersistentSocketIOInput(SocketIOInput):
     """`socketio` channel whose sockets really join their session's room, and only their own."""
 
@@ -108,7 +117,7 @@ class PersistentSocketIOInput(SocketIOInput):
                 sender_id = sid
             metadata = data.get(self.metadata_key)
             await handle(UserMessage(
-                data["message"], SocketIOOutput(sio, self.bot_message_evt), sender_id,
+                data["message"], CustomPayloadSocketIOOutput(sio, self.bot_message_evt), sender_id,
                 input_channel=self.name(), metadata=metadata if isinstance(metadata, dict) else None,
             ))
 

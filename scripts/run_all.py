@@ -1,7 +1,7 @@
 """`make run`: starts every process the assistant needs, keeps them running, stops them all on Ctrl-C.
 
 A process that exits is restarted with back-off (scripts/services.py); the chat never stops
-because the notification sender, the staff inbox or the demo page failed. Exits non-zero,
+because the notification sender, the staff inbox, the retention purge or the demo page failed. Exits non-zero,
 before starting anything, when a setting is invalid or a port is taken by another program.
 """
 import os
@@ -12,9 +12,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actions.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings  # noqa: E402
-from scripts.services import PortInUse, Services, demo_site_service, rasa_services, staff_services  # noqa: E402
+from scripts.services import (  # noqa: E402
+    PortInUse,
+    Services,
+    demo_site_service,
+    purge_service,
+    rasa_services,
+    staff_services,
+)
 
 PORT_SETTINGS = "RASA_PORT, ACTION_PORT, STAFF_INBOX_PORT or DEMO_PORT"
+PURGE_EVERY_SECONDS = 24 * 60 * 60
 
 
 def main() -> int:
@@ -34,7 +42,8 @@ def main() -> int:
         rasa_port=rasa_port, action_port=action_port,
         tracker_db=str(settings.tracker_db),  # the file the staff inbox deletes conversations from
     ) + staff_services(inbox_port)
-      + [demo_site_service(demo_port, os.environ.get("WIDGET_SERVER_URL", f"http://localhost:{rasa_port}"))])
+      + [purge_service(PURGE_EVERY_SECONDS),
+         demo_site_service(demo_port, os.environ.get("WIDGET_SERVER_URL", f"http://localhost:{rasa_port}"))])
     # Ctrl-C (even where a parent shell set it to be ignored) and SIGTERM stop every service.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -7,11 +7,11 @@ holds the port. A port already in use stops the start before anything is started
 
 `supervise()` restarts any process that exits, after 1 s, 2 s, 4 s ... up to a minute (the wait
 resets once it has run for a minute), and never stops the others: the chat keeps answering
-whatever happens to the notification sender, the staff inbox or the demo page. One of those
-that exits with SETTINGS_ERROR_EXIT (2) has said which setting is wrong; starting it again
-cannot help, so it is reported once and left stopped until `make run` is restarted. (A required
-process, the chat's, with a bad setting stops `make run` while it starts; later it is always
-restarted.)
+whatever happens to the notification sender, the staff inbox, the retention purge or the demo
+page. One of those that exits with SETTINGS_ERROR_EXIT (2) has said which setting is wrong;
+starting it again cannot help, so it is reported once and left stopped until `make run` is
+restarted. (A required process, the chat's, with a bad setting stops `make run` while it
+starts; later it is always restarted.)
 """
 import os
 import secrets
@@ -81,7 +81,8 @@ def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: str,
             "actions",
             [sys.executable, "-m", "actions.server"],
             f"http://localhost:{action_port}/health", port=action_port,
-            env={**env, **secrets_env, "ACTION_PORT": str(action_port)},
+            # The same tracker store: the forget-me action deletes from it.
+            env={**env, **secrets_env, "ACTION_PORT": str(action_port), "TRACKER_DB": tracker_db},
         ),
         Service(
             "rasa",
@@ -101,6 +102,12 @@ def staff_services(inbox_port: int, env: Optional[Dict[str, str]] = None) -> Lis
         Service("inbox", [sys.executable, "-m", "staff.inbox"], f"http://localhost:{inbox_port}/health",
                 port=inbox_port, required=False, env=env),
     ]
+
+
+def purge_service(every_seconds: float) -> Service:
+    """Deletes what is past its retention at once and then every `every_seconds` (scripts/purge.py)."""
+    return Service("purge", [sys.executable, "scripts/purge.py", "--every", str(every_seconds)], None,
+                   required=False)
 
 
 def demo_site_service(port: int, assistant_url: str) -> Service:

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from zoneinfo import ZoneInfo
 
 from actions.clinic import load_clinic
+from actions.retention import TrackerDatabase
 from actions.settings import CLINIC_FILE, load_settings
 from actions.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore
 from staff import handoffs
@@ -128,7 +129,8 @@ def set_status(store: HandoffStore, actor: Actor, handoff_id: int, status: str) 
     return 0
 
 
-def delete_handoff(store: HandoffStore, actor: Actor, handoff_id: int, tracker_db: Path, confirmed: bool) -> int:
+def delete_handoff(store: HandoffStore, actor: Actor, handoff_id: int, tracker: TrackerDatabase,
+                   confirmed: bool) -> int:
     if store.get_handoff(handoff_id) is None:
         print(f"No handoff with id {handoff_id}.", file=sys.stderr)
         return 1
@@ -139,9 +141,9 @@ def delete_handoff(store: HandoffStore, actor: Actor, handoff_id: int, tracker_d
             print("Nothing deleted.")
             return 1
     try:
-        events = handoffs.delete_handoff(store, actor, handoff_id, tracker_db)
+        events = handoffs.delete_handoff(store, actor, handoff_id, tracker)
     except ConversationStoreUnavailable as error:
-        print(f"Nothing deleted: the conversation database {tracker_db} could not be changed ({error}).",
+        print(f"Nothing deleted: the conversation database {tracker.url} could not be changed ({error}).",
               file=sys.stderr)
         return 1
     if events is None:
@@ -272,7 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "set-status":
             return set_status(store, actor, args.id, args.status)
         if args.command == "delete":
-            return delete_handoff(store, actor, args.id, settings.tracker_db, args.yes)
+            return delete_handoff(store, actor, args.id, TrackerDatabase(settings.tracker_database_url), args.yes)
         if args.command == "audit":
             return show_audit(store, actor, args.limit, args.csv)
         return account_command(store, actor, args)

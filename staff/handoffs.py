@@ -4,13 +4,10 @@ Views are recorded before anything is shown; a status change or a deletion in th
 transaction as its entry.
 """
 from functools import partial
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from sqlalchemy import inspect, text
-from sqlalchemy.exc import SQLAlchemyError
-
-from actions.storage import HandoffStore, make_engine, overwrite_deleted_rows
+from actions.retention import TrackerDatabase
+from actions.storage import HandoffStore, StorageUnavailable
 from staff.audit import Actor, AuditLog, record
 
 
@@ -37,7 +34,7 @@ def change_status(store: HandoffStore, actor: Actor, handoff_id: int, status: st
         record, actor=actor, action="changed_status", handoff_id=handoff_id, detail=status))
 
 
-def delete_handoff(store: HandoffStore, actor: Actor, handoff_id: int, tracker_db: Path) -> Optional[int]:
+def delete_handoff(store: HandoffStore, actor: Actor, handoff_id: int, tracker: TrackerDatabase) -> Optional[int]:
     """Deletes the handoff, its notifications and its conversation's events from the conversations'
     database; the number of those events, or None when there is no such handoff.
 
@@ -46,28 +43,15 @@ def delete_handoff(store: HandoffStore, actor: Actor, handoff_id: int, tracker_d
     handoff = store.get_handoff(handoff_id)
     if handoff is None:
         return None
-    events = delete_conversation(tracker_db, handoff["conversation_id"])
+    events = delete_conversation(tracker, handoff["conversation_id"])
     deleted = store.delete_handoff(handoff_id, also=partial(
         record, actor=actor, action="deleted_handoff", handoff_id=handoff_id, detail=f"{events} conversation events"))
     return events if deleted else None
 
 
-def delete_conversation(tracker_db: Path, conversation_id: str) -> int:
-    """Deletes a conversation's events from Rasa's SQL tracker store (endpoints.yml: a SQLite file).
-
-    The number deleted; 0 when the file or its table is not there (it is never created here).
-    """
-    if not tracker_db.is_file():
-        return 0
-    engine = make_engine(f"sqlite:///{tracker_db}")
+def delete_conversation(tracker: TrackerDatabase, conversation_id: str) -> int:
+    """Deletes a conversation's events from Rasa's tracker store; the number deleted."""
     try:
-        with engine.begin() as connection:
-            if not inspect(connection).has_table("events"):
-                return 0
-            overwrite_deleted_rows(connection)
-            return connection.execute(text("DELETE FROM events WHERE sender_id = :sender_id"),
-                                      {"sender_id": conversation_id}).rowcount
-    except SQLAlchemyError as error:
-        raise ConversationStoreUnavailable(type(error).__name__) from error
-    finally:
-        engine.dispose()
+        return tracker.delete_conversation(conversation_id)
+    except StorageUnavailable as error:
+        raise ConversationStoreUnavailable(str(error)) from error

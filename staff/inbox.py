@@ -24,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from multidict import MultiDictProxy
 
 from actions.clinic import ClinicConfigError, load_clinic
+from actions.retention import TrackerDatabase
 from actions.settings import CLINIC_FILE, SETTINGS_ERROR_EXIT, Network, Settings, SettingsError, load_settings
 from actions.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore, StorageUnavailable
 from staff import handoffs
@@ -172,7 +173,7 @@ class Inbox:
         self.store = store
         self.accounts = Accounts(store)
         self.audit = AuditLog(store)
-        self.tracker_db = settings.tracker_db
+        self.tracker = TrackerDatabase(settings.tracker_database_url)
         self.secure_cookie = settings.production
         self.throttle = throttle
         self.trusted_proxies = settings.staff_inbox_trusted_proxies
@@ -334,7 +335,7 @@ class Inbox:
         handoff_id = int(request.match_info["id"])
         try:
             events = await asyncio.to_thread(handoffs.delete_handoff, self.store, self.actor(request), handoff_id,
-                                             self.tracker_db)
+                                             self.tracker)
         except ConversationStoreUnavailable as error:
             logger.error("Conversation database unavailable for deleting handoff %s (%s)", handoff_id,
                          type(error.__cause__).__name__)

@@ -53,6 +53,7 @@ def stack(tmp_path_factory):
         with log_path.open("a", encoding="utf-8") as log, Services(services, log=Tee(sys.stdout, log)):
             yield SimpleNamespace(rasa_port=RASA_PORT, inbox_url=env["STAFF_INBOX_URL"],
                                   inbox_username=INBOX_USERNAME, inbox_password=INBOX_PASSWORD,
+                                  tracker_db=directory / "tracker.db",
                                   database_url=env["DATABASE_URL"], mailbox=smtp.mailbox, log_path=log_path)
     finally:
         smtp.stop()

@@ -96,6 +96,13 @@ def test_session_start_fills_clinic_slots_and_shows_the_frame_once():
     assert dispatcher.messages[0]["clinic_name"] == slots["clinic_name"]
 
 
+def test_the_frame_states_the_conversation_retention_the_purge_uses(monkeypatch):
+    monkeypatch.setenv("CONVERSATION_RETENTION_DAYS", "14")
+    dispatcher = CollectingDispatcher()
+    asyncio.run(ActionSessionStart().run(dispatcher, tracker_with({}), {}))
+    assert dispatcher.messages[0]["conversation_retention_days"] == 14
+
+
 @pytest.mark.parametrize("marked", [True, False])
 def test_a_session_begun_without_the_action_server_keeps_its_slots_when_it_starts_again(marked):
     # channels/handler.py marks the session it starts while the action server is down.

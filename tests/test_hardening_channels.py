@@ -19,7 +19,7 @@ from channels.settings import allowed_origins
 from scripts.services import Services, rasa_services
 from tests.conftest import ACTION_PORT, MODEL, PORT_OFFSET, ROOT
 from tests.socketio_visitor import Visitor
-from tests.test_rest import CLINIC, DOMAIN, FAQ, QUESTIONS, say, texts
+from tests.test_rest import CLINIC, DOMAIN, FAQ, FRAME, QUESTIONS, say, texts
 
 RECOVERY_RASA_PORT, RECOVERY_ACTION_PORT = 5207 + PORT_OFFSET, 5257 + PORT_OFFSET
 HUNDRED_KB = ("what are the side effects of ketamine? " * 2700)[:100_000]
@@ -140,7 +140,7 @@ def test_the_action_server_refuses_calls_without_the_secret(stack, headers):
 def test_the_rasa_server_sends_the_secret(port):
     # The frame names the clinic: action_session_start ran on the action server.
     replies = texts(say(port, f"auth-{uuid.uuid4()}", "good afternoon, anybody around to chat?"))
-    assert CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) in replies
+    assert FRAME in replies
 
 
 # --- item 11: a crafted correction never stores a handoff without a phone or email ------------
@@ -223,7 +223,7 @@ def test_another_client_cannot_write_to_or_read_a_visitors_session(port, visitor
         attacker.send("show me the booking summary", session_id=visitor.session_id)
         attacker.send("good afternoon, anybody around to chat?", session_id="default")
         assert attacker.replies_within(4) == [] and visitor.replies_within(1) == []
-        assert CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) in visitor.say("good afternoon, anybody around to chat?")
+        assert FRAME in visitor.say("good afternoon, anybody around to chat?")
         assert attacker.replies_within(2) == []
     finally:
         attacker.close()
@@ -235,7 +235,7 @@ def test_a_visitor_keeps_their_signed_session_on_reconnect(port, visitor):
     try:
         assert again.session_id == visitor.session_id
         replies = again.say(QUESTIONS["side_effects"])
-        assert CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) not in replies  # the same session
+        assert FRAME not in replies  # the same session
     finally:
         again.close()
 
@@ -349,13 +349,13 @@ def test_questions_are_answered_while_the_action_server_is_down_and_the_session_
     replies = texts(say(RECOVERY_RASA_PORT, sender, "how much does it cost"))
     # The session start ran again: the first message, with the clinic's details from clinic.yml,
     # then the answer the rules give in a working conversation.
-    assert replies[0] == CLINIC.fill(DOMAIN["utter_frame"][0]["text"])
+    assert replies[0] == FRAME
     assert cost in replies
     second = texts(say(RECOVERY_RASA_PORT, sender, QUESTIONS["side_effects"]))
-    assert side_effects in second and CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) not in second
+    assert side_effects in second and FRAME not in second
     # The conversation that had a crisis reply during the outage keeps the 988 line after it.
     resumed = texts(say(RECOVERY_RASA_PORT, in_crisis, QUESTIONS["side_effects"]))
-    assert resumed[0] == CLINIC.fill(DOMAIN["utter_frame"][0]["text"])
+    assert resumed[0] == FRAME
     assert side_effects in resumed and DOMAIN["utter_crisis_line"][0]["text"] in resumed
 
     group.stop_one(actions)  # it stops again, in the middle of conversations

@@ -12,10 +12,10 @@ from tests.conftest import ROOT
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())
 RULES = [rule for path in sorted((ROOT / "data/rules").glob("*.yml"))
          for rule in yaml.safe_load(path.read_text())["rules"]]
-# Out of scope, fallback (first and second), "no problem", the clinician deferral, and the
-# reply to a message over the length cap.
+# Out of scope, fallback (first and second), "no problem", the clinician deferral, the
+# reply to a message over the length cap, and a conversation that could not be deleted.
 NOT_ANSWERS = ["utter_out_of_scope", "utter_default", "utter_offer_handoff", "utter_no_problem",
-               "utter_personal_medical_advice", "utter_message_too_long"]
+               "utter_personal_medical_advice", "utter_message_too_long", "utter_forget_failed"]
 
 
 def variations(name):

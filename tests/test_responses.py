@@ -12,8 +12,9 @@ from tests.conftest import ROOT
 
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())
 FAQ = yaml.safe_load((ROOT / "data/responses/faq.yml").read_text())
-# Passed by actions: the booking summary (booking_form.py) and confirmation (handoff.py).
-ACTION_VALUES = {"opening_time", "opening_day"}
+# Passed by actions: the booking summary (booking_form.py) and confirmation (handoff.py), the
+# frame's retention (session.py).
+ACTION_VALUES = {"opening_time", "opening_day", "conversation_retention_days"}
 KNOWN = set(DOMAIN["slots"]) | ACTION_VALUES
 
 

@@ -6,7 +6,7 @@ import requests
 import yaml
 
 from actions.clinic import load_clinic
-from actions.settings import CLINIC_FILE
+from actions.settings import CLINIC_FILE, load_settings
 from scripts.services import Services, rasa_services
 from tests.conftest import MODEL, PORT_OFFSET, ROOT
 
@@ -14,6 +14,9 @@ DOWN_RASA_PORT, UNUSED_PORT = 5206 + PORT_OFFSET, 5299 + PORT_OFFSET
 CLINIC = load_clinic(CLINIC_FILE)
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())["responses"]
 FAQ = yaml.safe_load((ROOT / "data/responses/faq.yml").read_text())["responses"]
+# The first message of a session as the visitor sees it: the clinic's details and the retention filled in.
+FRAME = CLINIC.fill(DOMAIN["utter_frame"][0]["text"]).replace(
+    "{conversation_retention_days}", str(load_settings().conversation_retention_days))
 
 # One question per topic, in a visitor's words (written for this test only, never trained on).
 QUESTIONS = {topic: questions[0] for topic, questions in
@@ -54,10 +57,10 @@ def test_every_topic_is_answered(assistant, topic):
 def test_frame_comes_once_per_session_with_the_clinic_name(assistant):
     sender = f"frame-{uuid.uuid4()}"
     first = texts(say(assistant, sender, "hiya, quick question"))
-    assert first[0] == CLINIC.fill(DOMAIN["utter_frame"][0]["text"])
+    assert first[0] == FRAME
     assert CLINIC.name in first[0]
     second = texts(say(assistant, sender, "does it have any side effects i should know about"))
-    assert CLINIC.fill(DOMAIN["utter_frame"][0]["text"]) not in second
+    assert FRAME not in second
 
 
 def test_capabilities_menu_has_buttons(assistant):

@@ -11,10 +11,13 @@
 // the same tab continues the conversation with its history, and closing the tab forgets it.
 // With data-remember="local" the clinic opts in to localStorage instead: the conversation
 // outlives the tab (until Rasa's session expires) and the site's tabs share it. "Start over"
-// wipes both. Nothing is loaded from anywhere but the widget's own server and the assistant's.
+// wipes both, and so does the assistant's reply once it has deleted the conversation at the
+// visitor's request (forget.js). Nothing is loaded from anywhere but the widget's own server
+// and the assistant's.
 import { io } from "socket.io-client";
 
 import { readableOn } from "./contrast.js";
+import { clearsTranscript, confirmationOf } from "./forget.js";
 import { renderMarkdown } from "./markdown.js";
 
 const DEFAULTS = {
@@ -430,14 +433,26 @@ class ClinicChat {
       if (changed) this.renderTranscript();
     }
     if (this.state.asker && this.state.asker !== this.tabId) return; // that tab records the reply
+    if (clearsTranscript(message)) {
+      this.forgetConversation();
+      return;
+    }
     const quickReplies = Array.isArray(message.quick_replies) ? message.quick_replies : [];
     const buttons = (quickReplies.length ? quickReplies : Array.isArray(message.buttons) ? message.buttons : [])
       .filter((b) => b && typeof b.title === "string" && typeof b.payload === "string")
       .map((b) => ({ title: b.title, payload: b.payload }));
     const text = typeof message.text === "string" ? message.text : "";
-    if (!text && !buttons.length) return; // images, custom payloads: not used by this assistant
+    if (!text && !buttons.length) return; // images, other custom payloads: not used by this assistant
     this.setTyping(false);
     this.append({ from: "bot", text, buttons });
+  }
+
+  /** The assistant deleted this conversation: nothing of it stays in this browser either, and
+   * a new one begins (other tabs sharing it follow through the "storage" event). */
+  forgetConversation() {
+    const confirmation = confirmationOf(this.state.messages);
+    this.startOver();
+    if (confirmation) this.append(confirmation);
   }
 
   startOver() {
