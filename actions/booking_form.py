@@ -26,7 +26,7 @@ BOOKING_SLOTS = ("full_name", "contact_details", "phone", "email", "preferred_ti
                  "reason", "consent", "booking_confirmed")
 
 # Always leave the requested detail unfilled: rules answer these.
-HARD_INTERRUPTIONS = {"cancel", "crisis", "medical_emergency"}
+HARD_INTERRUPTIONS = {"cancel", "crisis", "medical_emergency", "forget_me"}
 # Interrupt only when the message reads as a question (or a confident FAQ match), so
 # that a name the model mistakes for a question is still taken as a name.
 ANSWERABLE = {"faq", "ask_cost", "ask_insurance", "ask_fda_approval", "ask_clinic_details",
