@@ -399,6 +399,23 @@ def told_as_long_past(text: str) -> bool:
     """The event is history, asked about now: no 911 for it."""
     return bool(LONG_PAST.search(text)) and not STILL_GOING.search(text)
 
+
+# Crisis words told as history ("i attempted suicide years ago, doing much better now", "used to
+# self harm in high school") read like negated ones, unless they are back or ongoing ("...and
+# lately the thoughts are back", "since 2019 i've wanted to die every day").
+CRISIS_HISTORY = re.compile(
+    r"\b(?:years?|yrs?|decades?) (?:ago|back)\b|\bas an? (?:kid|child|teen|teenager)\b|\b(?:in|back in) (?:19|20)\d\d\b"
+    r"|\bwhen (?:i|he|she|they|we) (?:was|were)\b|\bin (?:high school|college|my (?:teens|twenties|20s))\b"
+    r"|\bgrowing up\b|\bused to\b", re.IGNORECASE)
+CRISIS_NOW = re.compile(
+    r"\b(?:again|lately|recently|these days|anymore|right now|tonight|today|this (?:week|month)|every (?:day|night)"
+    r"|all the time|constantly|(?:are|is|came) back|still (?:think|feel|want|have|get|struggle|cut|hurt|am|do))\b",
+    re.IGNORECASE)
+
+
+def crisis_told_as_history(text: str) -> bool:
+    return bool(CRISIS_HISTORY.search(text)) and not CRISIS_NOW.search(CRISIS_HISTORY.sub(" ", text))
+
 # A plan held in reserve for when treatment fails: "if this doesn't work i have a plan".
 # Each part alone is ordinary ("if it doesn't work, what then?", "treatment plan").
 IF_IT_FAILS: List[List[Dict]] = [
@@ -476,7 +493,8 @@ class SafetyMatcher:
     def analyse(self, doc: Doc) -> Tuple[Optional[Detection], bool]:
         """The most urgent detection (crisis, emergency, personal advice) or None, and whether
         the message has a benign reading of crisis words: only negated ("i'm not suicidal,
-        just curious") or figurative ("needles kill me")."""
+        just curious"), told as history ("self harmed as a teen, fine for years") or figurative
+        ("needles kill me")."""
         for token in doc:
             token._.set(NORM, normalise(token))
         matches = self._matcher(doc)
@@ -488,6 +506,7 @@ class SafetyMatcher:
         }
         found: List[Detection] = []
         negated_crisis = False
+        history = crisis_told_as_history(doc.text)
         labels = {self._strings[match_id] for match_id, _, _ in matches}
         if {"if_it_fails", "then_the_end"} <= labels:
             found.append(Detection(CRISIS, "plan_if_treatment_fails", doc.text))
@@ -496,7 +515,7 @@ class SafetyMatcher:
             if label in ("idiom", "if_it_fails", "then_the_end", "figurative") or idiom_tokens.intersection(range(start, end)):
                 continue
             kind, name = label.split(":")
-            if name in NEGATABLE and self._negated(doc, start):
+            if name in NEGATABLE and (history or self._negated(doc, start)):
                 negated_crisis = True
                 continue
             if kind == MEDICAL_EMERGENCY and not self._happening_now(doc):
