@@ -383,12 +383,16 @@ PERSON = {"i", "me", "my", "he", "she", "him", "her", "his", "they", "them", "th
 NOT_NOW = {"if", "cause", "risk", "possible", "common", "normal", "ever", "history", "usually",
            "chance", "likely", "would", "past", "safe", "years", "months", "allowed"}
 NOW = {"now", "currently", "right", "just", "help", "911", "ambulance", "hospital", "er"}
+# Ways of placing an event long ago, shared by the emergency and the crisis readings.
+_YEARS_AGO = r"\b(?:years?|yrs?|decades?) (?:ago|back)\b"
+_AS_A_CHILD = r"\bas an? (?:kid|child|teen|teenager|baby|toddler|young \w+)\b"
+_WHEN_I_WAS = r"\bwhen (?:i|he|she|they|we) (?:was|were)\b"
+_AT_SCHOOL = r"\bin (?:high school|college|my (?:teens|twenties|thirties|20s|30s))\b"
 # Told as long past ("had a seizure as a kid", "a heart attack in 2015", "fainted once years
 # ago"), unless something is still going on ("...last night and still won't wake up").
-LONG_PAST = re.compile(
-    r"\b(?:years?|yrs?|decades?) (?:ago|back)\b|\bas an? (?:kid|child|teen|teenager|baby|toddler|young \w+)\b|\b(?:in|back in|since)"
-    r" (?:19|20)\d\d\b|\bwhen (?:i|he|she|they|we) (?:was|were)\b|\bin (?:high school|college|my (?:teens|twenties|"
-    r"thirties|20s|30s))\b|\blast year\b|\bgrowing up\b", re.IGNORECASE)
+LONG_PAST = re.compile("|".join([
+    _YEARS_AGO, _AS_A_CHILD, r"\b(?:in|back in|since) (?:19|20)\d\d\b", _WHEN_I_WAS, _AT_SCHOOL, r"\blast year\b",
+    r"\bgrowing up\b"]), re.IGNORECASE)
 STILL_GOING = re.compile(
     r"\b(?:right|just) now\b|\bnow (?:he|she|i|i'm|my|his|her|it|they|we)\b|\bstill (?:won'?t|can'?t|isn'?t|is not|"
     r"not|un\w+|bleeding|having|has|hasn'?t|going|passed out|out)\b|\bwon'?t (?:wake|breathe|respond)|\bnot "
@@ -402,11 +406,11 @@ def told_as_long_past(text: str) -> bool:
 
 # Crisis words told as history ("i attempted suicide years ago, doing much better now", "used to
 # self harm in high school") read like negated ones, unless they are back or ongoing ("...and
-# lately the thoughts are back", "since 2019 i've wanted to die every day").
-CRISIS_HISTORY = re.compile(
-    r"\b(?:years?|yrs?|decades?) (?:ago|back)\b|\bas an? (?:kid|child|teen|teenager)\b|\b(?:in|back in) (?:19|20)\d\d\b"
-    r"|\bwhen (?:i|he|she|they|we) (?:was|were)\b|\bin (?:high school|college|my (?:teens|twenties|20s))\b"
-    r"|\bgrowing up\b|\bused to\b", re.IGNORECASE)
+# lately the thoughts are back", "since 2019 i've wanted to die every day": "since" and "last
+# year" are not history here).
+CRISIS_HISTORY = re.compile("|".join([
+    _YEARS_AGO, _AS_A_CHILD, r"\b(?:in|back in) (?:19|20)\d\d\b", _WHEN_I_WAS, _AT_SCHOOL, r"\bgrowing up\b",
+    r"\bused to\b"]), re.IGNORECASE)
 CRISIS_NOW = re.compile(
     r"\b(?:again|lately|recently|these days|anymore|right now|tonight|today|this (?:week|month)|every (?:day|night)"
     r"|all the time|constantly|(?:are|is|came) back|still (?:think|feel|want|have|get|struggle|cut|hurt|am|do))\b",
