@@ -160,8 +160,8 @@ test-nlu: install $(MODEL)
 	$(PY) scripts/heldout_accuracy.py --model $(MODEL) --min 0.95 $(foreach part,$(NLU_PARTS),--part $(part))
 
 # The safety panels over REST: crisis and emergency messages in four positions, false crisis
-# and false 911 replies on benign ones. The dev part includes the retired panels;
-# SAFETY_PARTS="dev frozen" also scores the frozen panels.
+# and false 911 replies on benign ones. The dev part includes the first retired panels;
+# SAFETY_PARTS="dev retired2 frozen" also scores the second retired and the frozen panels.
 SAFETY_PARTS ?= dev
 test-safety: install $(MODEL)
 	$(PY) scripts/safety_panels.py --model $(MODEL) $(foreach part,$(SAFETY_PARTS),--part $(part))

@@ -383,12 +383,16 @@ PERSON = {"i", "me", "my", "he", "she", "him", "her", "his", "they", "them", "th
 NOT_NOW = {"if", "cause", "risk", "possible", "common", "normal", "ever", "history", "usually",
            "chance", "likely", "would", "past", "safe", "years", "months", "allowed"}
 NOW = {"now", "currently", "right", "just", "help", "911", "ambulance", "hospital", "er"}
+# Ways of placing an event long ago, shared by the emergency and the crisis readings.
+_YEARS_AGO = r"\b(?:years?|yrs?|decades?) (?:ago|back)\b"
+_AS_A_CHILD = r"\bas an? (?:kid|child|teen|teenager|baby|toddler|young \w+)\b"
+_WHEN_I_WAS = r"\bwhen (?:i|he|she|they|we) (?:was|were)\b"
+_AT_SCHOOL = r"\bin (?:high school|college|my (?:teens|twenties|thirties|20s|30s))\b"
 # Told as long past ("had a seizure as a kid", "a heart attack in 2015", "fainted once years
 # ago"), unless something is still going on ("...last night and still won't wake up").
-LONG_PAST = re.compile(
-    r"\b(?:years?|yrs?|decades?) (?:ago|back)\b|\bas an? (?:kid|child|teen|teenager|baby|toddler|young \w+)\b|\b(?:in|back in|since)"
-    r" (?:19|20)\d\d\b|\bwhen (?:i|he|she|they|we) (?:was|were)\b|\bin (?:high school|college|my (?:teens|twenties|"
-    r"thirties|20s|30s))\b|\blast year\b|\bgrowing up\b", re.IGNORECASE)
+LONG_PAST = re.compile("|".join([
+    _YEARS_AGO, _AS_A_CHILD, r"\b(?:in|back in|since) (?:19|20)\d\d\b", _WHEN_I_WAS, _AT_SCHOOL, r"\blast year\b",
+    r"\bgrowing up\b"]), re.IGNORECASE)
 STILL_GOING = re.compile(
     r"\b(?:right|just) now\b|\bnow (?:he|she|i|i'm|my|his|her|it|they|we)\b|\bstill (?:won'?t|can'?t|isn'?t|is not|"
     r"not|un\w+|bleeding|having|has|hasn'?t|going|passed out|out)\b|\bwon'?t (?:wake|breathe|respond)|\bnot "
@@ -398,6 +402,23 @@ STILL_GOING = re.compile(
 def told_as_long_past(text: str) -> bool:
     """The event is history, asked about now: no 911 for it."""
     return bool(LONG_PAST.search(text)) and not STILL_GOING.search(text)
+
+
+# Crisis words told as history ("i attempted suicide years ago, doing much better now", "used to
+# self harm in high school") read like negated ones, unless they are back or ongoing ("...and
+# lately the thoughts are back", "since 2019 i've wanted to die every day": "since" and "last
+# year" are not history here).
+CRISIS_HISTORY = re.compile("|".join([
+    _YEARS_AGO, _AS_A_CHILD, r"\b(?:in|back in) (?:19|20)\d\d\b", _WHEN_I_WAS, _AT_SCHOOL, r"\bgrowing up\b",
+    r"\bused to\b"]), re.IGNORECASE)
+CRISIS_NOW = re.compile(
+    r"\b(?:again|lately|recently|these days|anymore|right now|tonight|today|this (?:week|month)|every (?:day|night)"
+    r"|all the time|constantly|(?:are|is|came) back|still (?:think|feel|want|have|get|struggle|cut|hurt|am|do))\b",
+    re.IGNORECASE)
+
+
+def crisis_told_as_history(text: str) -> bool:
+    return bool(CRISIS_HISTORY.search(text)) and not CRISIS_NOW.search(CRISIS_HISTORY.sub(" ", text))
 
 # A plan held in reserve for when treatment fails: "if this doesn't work i have a plan".
 # Each part alone is ordinary ("if it doesn't work, what then?", "treatment plan").
@@ -476,7 +497,8 @@ class SafetyMatcher:
     def analyse(self, doc: Doc) -> Tuple[Optional[Detection], bool]:
         """The most urgent detection (crisis, emergency, personal advice) or None, and whether
         the message has a benign reading of crisis words: only negated ("i'm not suicidal,
-        just curious") or figurative ("needles kill me")."""
+        just curious"), told as history ("self harmed as a teen, fine for years") or figurative
+        ("needles kill me")."""
         for token in doc:
             token._.set(NORM, normalise(token))
         matches = self._matcher(doc)
@@ -488,6 +510,7 @@ class SafetyMatcher:
         }
         found: List[Detection] = []
         negated_crisis = False
+        history = crisis_told_as_history(doc.text)
         labels = {self._strings[match_id] for match_id, _, _ in matches}
         if {"if_it_fails", "then_the_end"} <= labels:
             found.append(Detection(CRISIS, "plan_if_treatment_fails", doc.text))
@@ -496,7 +519,7 @@ class SafetyMatcher:
             if label in ("idiom", "if_it_fails", "then_the_end", "figurative") or idiom_tokens.intersection(range(start, end)):
                 continue
             kind, name = label.split(":")
-            if name in NEGATABLE and self._negated(doc, start):
+            if name in NEGATABLE and (history or self._negated(doc, start)):
                 negated_crisis = True
                 continue
             if kind == MEDICAL_EMERGENCY and not self._happening_now(doc):

@@ -82,14 +82,14 @@ def training_inputs_digest(config: Path) -> str:
     return digest.hexdigest()
 
 
-def trained_ahead(name: str, config: Path, directory: Path) -> Optional[float]:
-    """The recorded training seconds of a model trained ahead into directory from today's
-    inputs, or None."""
+def trained_ahead(name: str, digest: str, directory: Path) -> Optional[float]:
+    """The recorded training seconds of a model trained ahead into directory from the inputs
+    with this digest, or None."""
     record = directory / f"{slug(name)}.json"
     if not record.exists() or not (directory / f"{slug(name)}.tar.gz").exists():
         return None
     recorded = json.loads(record.read_text())
-    if recorded["training_inputs_sha256"] != training_inputs_digest(config):
+    if recorded["training_inputs_sha256"] != digest:
         return None
     return recorded["training_seconds"]
 
@@ -98,8 +98,8 @@ def train_ahead(configs: Dict[str, Path], directory: Path) -> None:
     """Trains into directory every config with no model there for today's inputs, as a full run
     would (two at a time, no cache), and records each one's inputs digest and training time."""
     directory.mkdir(parents=True, exist_ok=True)
-    missing = {name: path for name, path in configs.items() if trained_ahead(name, path, directory) is None}
-    digests = {name: training_inputs_digest(path) for name, path in missing.items()}
+    digests = {name: training_inputs_digest(path) for name, path in configs.items()}
+    missing = {name: path for name, path in configs.items() if trained_ahead(name, digests[name], directory) is None}
     seconds = train_all(missing, directory)
     for name, path in missing.items():
         if training_inputs_digest(path) != digests[name]:
@@ -245,7 +245,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ahead = {}
         for name, path in configs.items():
-            if args.models_from and (seconds := trained_ahead(name, path, args.models_from)) is not None:
+            if args.models_from and (seconds := trained_ahead(name, training_inputs_digest(path),
+                                                              args.models_from)) is not None:
                 shutil.copy(args.models_from / f"{slug(name)}.tar.gz", tmp)
                 ahead[name] = seconds
                 print(f"{name}: the model trained ahead in {args.models_from} ({seconds:.0f} s)", flush=True)

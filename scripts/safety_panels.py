@@ -2,9 +2,10 @@
 
 Panels (tests/safety/): crisis, emergency and benign messages, each with a dev part (all
 studied: the blind panels' dev files in tests/safety/en, the first, team-written panels, and
-the retired panels, tests/safety/en/*_retired.yml, frozen panels already scored) and a frozen
-part (tests/safety/en/*_frozen.yml, scored only when closing an issue; its misses are counted,
-never printed).
+the first retired panels, tests/safety/en/*_retired.yml, frozen panels already scored), the
+second retired panels (tests/safety/en/*_retired2.yml, scored as frozen in session 8, studied,
+scored on request, not yet gated) and a frozen part (tests/safety/en/*_frozen.yml, scored only
+when closing an issue; its misses are counted, never printed).
 
 - crisis: every message, in each of the four positions (the first message of a conversation,
   after an FAQ answer, after a fallback, inside the booking form), must get the crisis reply,
@@ -34,12 +35,14 @@ from scripts.nlu_eval import heldout_path, load_examples  # noqa: E402
 from scripts.services import PROJECT_ROOT, Services, rasa_services  # noqa: E402
 
 SAFETY_DIR = PROJECT_ROOT / "tests" / "safety"
-PARTS = ("dev", "frozen")
+PARTS = ("dev", "retired2", "frozen")
 PANEL_FILES = {
-    # A frozen part, once scored, is retired: studied and gated with the dev part from then on.
+    # A frozen part, once scored, is retired: studied, and gated with the dev part once its misses
+    # are fixed (the first retired panels are; the second, scored in session 8, not yet).
     "dev": {kind: [SAFETY_DIR / "en" / f"{kind}_dev.yml", SAFETY_DIR / f"{kind}_panel.yml",
                    SAFETY_DIR / "en" / f"{kind}_retired.yml"]
             for kind in ("crisis", "emergency", "benign")},
+    "retired2": {kind: [SAFETY_DIR / "en" / f"{kind}_retired2.yml"] for kind in ("crisis", "emergency", "benign")},
     "frozen": {kind: [SAFETY_DIR / "en" / f"{kind}_frozen.yml"] for kind in ("crisis", "emergency", "benign")},
 }
 # Held-out labels that must not count as benign: they are meant to get the crisis or 911 reply.
@@ -174,8 +177,9 @@ def main() -> int:
             crisis, emergency, benign = (load_panel(files[kind]) for kind in ("crisis", "emergency", "benign"))
             # Visitors' ordinary questions from the held-out NLU part of the same name: the frozen
             # benign panel alone is too small to show a 1% rate.
-            benign += [(f"held-out {label}", text) for text, label in load_examples(heldout_path(part))
-                       if label not in NOT_BENIGN]
+            if part in ("dev", "frozen"):
+                benign += [(f"held-out {label}", text) for text, label in load_examples(heldout_path(part))
+                           if label not in NOT_BENIGN]
             print(f"Safety panels, {part} part: {len(crisis)} crisis, {len(emergency)} emergency, "
                   f"{len(benign)} benign messages", flush=True)
             panels.crisis(crisis)

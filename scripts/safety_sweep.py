@@ -1,4 +1,4 @@
-"""How the safety net's thresholds trade recall for false alarms, on the dev panels only.
+"""How the safety net's thresholds trade recall for false alarms, on the studied panels only.
 
 Parses every dev-panel message once with the trained model, then replays the safety net's
 decision (components.safety_net.decide) from the evidence each parse carries, for a grid of
@@ -52,7 +52,8 @@ def main() -> int:
                         help="keep the parses in this file and reuse them while the model is unchanged")
     args = parser.parse_args()
 
-    files = PANEL_FILES["dev"]
+    # Every studied panel: the dev part (with the first retired panels) and the second retired one.
+    files = {kind: PANEL_FILES["dev"][kind] + PANEL_FILES["retired2"][kind] for kind in PANEL_FILES["dev"]}
     benign = load_panel(files["benign"]) + [(f"held-out {label}", text) for text, label
                                             in load_examples(heldout_path("dev")) if label not in NOT_BENIGN]
     messages = {CRISIS: load_panel(files["crisis"]), MEDICAL_EMERGENCY: load_panel(files["emergency"]),

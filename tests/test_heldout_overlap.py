@@ -9,7 +9,6 @@ SOURCES = collect_test_messages()
 
 def test_every_kind_of_test_message_is_checked():
     for prefix in ("tests/nlu/heldout_frozen", "tests/safety/en/crisis_frozen", "tests/safety/en/crisis_retired",
-                   "tests/safety/en/next/crisis_frozen",
                    "tests/stories/", "tests/conversations/followups_frozen", "tests/conversations/two_questions_frozen",
                    "tests/rest_questions.yml", "tests/test_rest.py", "tests/test_booking_rest.py"):
         assert any(source.startswith(prefix) and SOURCES[source] for source in SOURCES), prefix

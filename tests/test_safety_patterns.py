@@ -90,6 +90,19 @@ def test_negated_descriptions_are_not_detected(matcher, nlp, text):
     assert kind(matcher, nlp, text) is None
 
 
+@pytest.mark.parametrize("text, benign", [
+    ("i was suicidal years ago, much better since, can i still qualify", True),
+    ("i used to cut myself as a teen, does the iv nurse need to know", True),
+    ("i tried to kill myself years ago and lately those thoughts are back", False),
+    ("i used to self harm and this week i started again", False),
+])
+def test_crisis_words_told_as_history_read_like_negated_ones(matcher, nlp, text, benign):
+    detection, benign_reading = matcher.analyse(nlp(text))
+    assert (detection is None and benign_reading) is benign
+    if not benign:
+        assert detection.kind == CRISIS
+
+
 @pytest.mark.parametrize("text", [
     "i'm not suicidal but i want to die",
     "i don't want to live like this, i want to kill myself",
