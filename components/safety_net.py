@@ -173,8 +173,12 @@ class SafetyNet(GraphComponent):
             "emergency_pattern_support": 0.1,
             "danger_threshold": 1.0,
             "long_past_emergency_threshold": 0.9,
-            # Below this, a negated "crisis" reading falls back to asking the visitor to rephrase.
-            "negated_min_confidence": 0.3,
+            # When the model's crisis or emergency reading has no backing, its next reading stands
+            # if it has at least `next_reading_min_share` of what the model gave every reading but
+            # those two, and at least `next_reading_min_confidence` of its own; otherwise the
+            # visitor is asked to rephrase.
+            "next_reading_min_share": 0.5,
+            "next_reading_min_confidence": 0.1,
             "neighbours": 5,
             "temperature": 20.0,
         }
@@ -281,9 +285,16 @@ class SafetyNet(GraphComponent):
                            ranking: List[Dict[Text, Any]]) -> None:
         """The model heard a crisis or emergency that neither the classifier nor a pattern
         backs ("i'm not suicidal, just curious", "can ketamine cause a seizure?"): its next
-        reading is used, or a request to rephrase when that reading is weak."""
+        reading is used, or a request to rephrase when that reading is weak. Weak is judged by
+        its share of what the model gave the other readings: the share it put on a danger that is
+        not there says nothing against the next reading ("how long do i have to hang around after
+        the infusion ends": a crisis at 0.7, an FAQ question at 0.3 and nothing else)."""
         others = [entry for entry in ranking if entry.get(INTENT_NAME_KEY) not in SAFETY_INTENTS]
-        if others and others[0].get("confidence", 0.0) >= self.config["negated_min_confidence"]:
+        safety_share = sum(entry.get("confidence", 0.0) for entry in ranking
+                           if entry.get(INTENT_NAME_KEY) in SAFETY_INTENTS)
+        confidence = others[0].get("confidence", 0.0) if others else 0.0
+        if confidence >= self.config["next_reading_min_confidence"] \
+                and confidence >= self.config["next_reading_min_share"] * (1.0 - safety_share):
             chosen = others[0]
         else:
             chosen = {INTENT_NAME_KEY: DEFAULT_NLU_FALLBACK_INTENT_NAME, "confidence": 1.0}

@@ -250,6 +250,21 @@ def test_component_asks_to_rephrase_when_the_next_reading_is_weak(nlp):
     assert message.get("intent")["name"] == "nlu_fallback"
 
 
+def test_the_next_reading_is_judged_by_its_share_of_what_the_danger_reading_left(nlp):
+    # Below 0.3 of its own, but all that the crisis reading left: the question is answered.
+    ranking = [{"name": CRISIS, "confidence": 0.71}, {"name": "faq", "confidence": 0.28},
+               {"name": "deny", "confidence": 0.01}]
+    message = message_for(nlp, "how long do i have to stay around after it ends", CRISIS, 0.71, ranking)
+    net(crisis=0.1).process([message])
+    assert message.get("intent") == {"name": "faq", "confidence": 0.28}
+    # Less than half of what was left, split with other readings: asked to rephrase.
+    split = [{"name": CRISIS, "confidence": 0.5}, {"name": "faq", "confidence": 0.2},
+             {"name": "deny", "confidence": 0.15}, {"name": "affirm", "confidence": 0.15}]
+    unclear = message_for(nlp, "how long do i have to stay around after it ends", CRISIS, 0.5, split)
+    net(crisis=0.1).process([unclear])
+    assert unclear.get("intent")["name"] == "nlu_fallback"
+
+
 def test_negation_never_overrules_a_second_positive_statement(nlp):
     message = message_for(nlp, "i'm not suicidal but my family would be better off without me", CRISIS, 0.9)
     SafetyNet().process([message])
