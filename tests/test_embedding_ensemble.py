@@ -116,3 +116,26 @@ def test_a_weak_reading_is_left_to_the_fallback(ensemble):
     parsed.set(INTENT_RANKING_KEY, [{"name": "faq", "confidence": 0.2}, {"name": "greet", "confidence": 0.15}])
     component.process([parsed])
     assert parsed.get(INTENT)["name"] == "faq"
+
+
+def out_of_scope_reading(featurizer, text):
+    parsed = message(text)
+    featurizer.process([parsed])
+    parsed.set(INTENT, {"name": "out_of_scope", "confidence": 1.0})
+    parsed.set(INTENT_RANKING_KEY, [{"name": "out_of_scope", "confidence": 1.0}, {"name": "faq", "confidence": 0.0}])
+    return parsed
+
+
+def test_an_out_of_scope_reading_of_a_question_among_the_domains_examples_gives_way(ensemble):
+    component, featurizer = ensemble
+    parsed = out_of_scope_reading(featurizer, "can a person get addicted to ketamine")
+    component.process([parsed])
+    assert parsed.get(INTENT)["name"] == "faq"
+    assert "out_of_scope" not in [entry["name"] for entry in parsed.get(INTENT_RANKING_KEY)]
+
+
+def test_an_out_of_scope_reading_far_from_the_domain_stands(ensemble):
+    component, featurizer = ensemble
+    parsed = out_of_scope_reading(featurizer, "who won the football world cup last time")
+    component.process([parsed])
+    assert parsed.get(INTENT)["name"] == "out_of_scope"
