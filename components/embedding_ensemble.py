@@ -98,6 +98,10 @@ class _LinearModel:
         return dict(zip(self.classes, (scores / scores.sum()).tolist(), strict=True))
 
 
+def _without_out_of_scope(message: Message) -> List[Dict[str, Any]]:
+    return [entry for entry in message.get(INTENT_RANKING_KEY) or [] if entry.get(INTENT_NAME_KEY) != OUT_OF_SCOPE]
+
+
 def _blend(ranking: List[Dict[str, Any]], key: str, second: Dict[str, float], weight: float) -> List[Dict[str, Any]]:
     """The ranking with each confidence replaced by (1 - weight) * its own + weight * second's."""
     first = {entry[key]: entry.get("confidence", 0.0) for entry in ranking}
@@ -191,11 +195,8 @@ class EmbeddingEnsemble(GraphComponent):
             return
         if DomainDistance.out_of_scope(evidence, self.config["in_domain_min_similarity"]):
             chosen = {INTENT_NAME_KEY: OUT_OF_SCOPE, "confidence": 1.0}
-            ranking = message.get(INTENT_RANKING_KEY) or []
             message.set(INTENT, chosen, add_to_output=True)
-            message.set(INTENT_RANKING_KEY, [chosen] + [entry for entry in ranking
-                                                        if entry.get(INTENT_NAME_KEY) != OUT_OF_SCOPE],
-                        add_to_output=True)
+            message.set(INTENT_RANKING_KEY, [chosen] + _without_out_of_scope(message), add_to_output=True)
 
     def _reconsider_out_of_scope(self, message: Message, evidence: Dict[str, float]) -> None:
         """A reading of out of scope for a message that is clearly among the domain's examples
@@ -203,8 +204,7 @@ class EmbeddingEnsemble(GraphComponent):
         reading, if that is strong enough to answer."""
         if DomainDistance.in_domain_margin(evidence) < self.config["in_domain_margin"]:
             return
-        others = [entry for entry in message.get(INTENT_RANKING_KEY) or []
-                  if entry.get(INTENT_NAME_KEY) != OUT_OF_SCOPE]
+        others = _without_out_of_scope(message)
         if others and others[0].get("confidence", 0.0) >= self.config["fallback_threshold"]:
             message.set(INTENT, others[0], add_to_output=True)
             message.set(INTENT_RANKING_KEY, others, add_to_output=True)

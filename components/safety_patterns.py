@@ -510,7 +510,6 @@ class SafetyMatcher:
         }
         found: List[Detection] = []
         negated_crisis = False
-        history = crisis_told_as_history(doc.text)
         labels = {self._strings[match_id] for match_id, _, _ in matches}
         if {"if_it_fails", "then_the_end"} <= labels:
             found.append(Detection(CRISIS, "plan_if_treatment_fails", doc.text))
@@ -519,7 +518,8 @@ class SafetyMatcher:
             if label in ("idiom", "if_it_fails", "then_the_end", "figurative") or idiom_tokens.intersection(range(start, end)):
                 continue
             kind, name = label.split(":")
-            if name in NEGATABLE and (history or self._negated(doc, start)):
+            # The history reading only for crisis words that could be history, not every message.
+            if name in NEGATABLE and (self._negated(doc, start) or crisis_told_as_history(doc.text)):
                 negated_crisis = True
                 continue
             if kind == MEDICAL_EMERGENCY and not self._happening_now(doc):
