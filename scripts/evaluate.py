@@ -72,10 +72,12 @@ def train(config: Path, out_dir: Path, name: str) -> float:
 
 
 def training_inputs_digest(config: Path) -> str:
-    """sha256 over what a config's model is trained from: the config, data/, domain.yml and the
-    project's components, names included."""
-    paths = sorted([config, PROJECT_ROOT / "domain.yml", *(PROJECT_ROOT / "data").rglob("*.yml"),
-                    *(PROJECT_ROOT / "components").rglob("*.py")])
+    """sha256 over what a config's model is trained from: the config, data/, domain.yml and,
+    for a config that uses any, the project's components; names included."""
+    paths = [config, PROJECT_ROOT / "domain.yml", *(PROJECT_ROOT / "data").rglob("*.yml")]
+    if "components." in config.read_text():
+        paths += (PROJECT_ROOT / "components").rglob("*.py")
+    paths = sorted(paths)
     digest = hashlib.sha256()
     for path in paths:
         digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
