@@ -10,7 +10,7 @@ from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, TEXT
 from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 
-from components.safety_net import OTHER, NearestExamples, SafetyNet, clauses
+from components.safety_net import CRISIS_CLAUSE, OTHER, NearestExamples, SafetyNet, clauses, decide
 from components.safety_patterns import (
     CRISIS,
     MEDICAL_EMERGENCY,
@@ -393,3 +393,42 @@ def test_nearest_examples_read_the_class_of_the_closest_training_examples():
 ])
 def test_a_message_is_split_into_clauses_of_three_words_or_more(text, expected):
     assert clauses(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("i'm so tired of being alive", CRISIS),
+    ("honestly i'm tired of being tired", None),
+    ("i'd like to die in my sleep", CRISIS),
+    ("what if i feel like i'm dying when i dissociate", None),
+    ("i keep scratching my arms until they bleed", CRISIS),
+    ("i burned my hand on the stove, can i still come in", None),
+    ("she's not responding to me at all", MEDICAL_EMERGENCY),
+    ("my laptop isn't responding, can i book by phone", None),
+])
+def test_explicit_statements_only(matcher, nlp, text, expected):
+    assert kind(matcher, nlp, text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "quitting like that was career suicide, anyway do you take walk ins",
+    "my worst suicidal stretch was 2012, i'm steady now, can i qualify",
+    "i had a suicide attempt ages ago, does the intake team need to know",
+    "will my old self-harm scars be a problem for the iv",
+])
+def test_figurative_and_long_past_crisis_words_have_a_benign_reading(matcher, nlp, text):
+    detection, benign_reading = matcher.analyse(nlp(text))
+    assert detection is None and benign_reading
+
+
+SURE_BARS = {**SafetyNet.get_default_config(), "crisis_threshold": 0.8, "clause_crisis_threshold": 0.7,
+             "emergency_threshold": 0.5, "combined_crisis_threshold": 0.5, "danger_threshold": 0.9}
+
+
+@pytest.mark.parametrize("clause, emergency, expected", [
+    (0.76, 0.77, MEDICAL_EMERGENCY),  # a toddler who swallowed pills and is floppy: the whole message wins
+    (0.76, 0.40, "crisis"),           # the emergency reading is below its bar: the clause stands
+    (0.95, 0.60, "crisis"),           # the clause is surer than the emergency reading
+])
+def test_a_clause_read_alone_yields_to_a_surer_emergency_reading(clause, emergency, expected):
+    scores = {CRISIS: 0.1, CRISIS_CLAUSE: clause, MEDICAL_EMERGENCY: emergency}
+    assert decide(SURE_BARS, scores, None, False, "faq")[0] == expected
