@@ -244,8 +244,9 @@ class SafetyNet(GraphComponent):
         if embedding is None or self.classifier is None:
             return {CRISIS: 0.0, CRISIS_CLAUSE: 0.0, MEDICAL_EMERGENCY: 0.0}
         probabilities = self.classifier.probabilities(embedding)
-        clause_crisis = max([0.0] + [self.classifier.probabilities(shared_encoder().encode(clause))[CRISIS]
-                                     for clause in clauses(message.get(TEXT) or "")])
+        # All clauses in one encoder pass: packed, so the same vectors as one at a time.
+        clause_crisis = max([0.0] + [self.classifier.probabilities(vector)[CRISIS]
+                                     for vector in shared_encoder().encode_many(clauses(message.get(TEXT) or ""))])
         return {CRISIS: probabilities[CRISIS], CRISIS_CLAUSE: clause_crisis,
                 MEDICAL_EMERGENCY: probabilities[MEDICAL_EMERGENCY]}
 
