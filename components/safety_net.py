@@ -118,15 +118,19 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
     crisis_bar = config["benign_crisis_threshold"] if benign_reading else config["crisis_threshold"]
     if scores[CRISIS] >= crisis_bar:
         return CRISIS, "classifier"
-    # A clause is short, so its score is less diluted and less sure: its own bar.
-    if not benign_reading and scores.get(CRISIS_CLAUSE, 0.0) >= config["clause_crisis_threshold"]:
+    emergency_bar = config["long_past_emergency_threshold"] if long_past else config["emergency_threshold"]
+    # A clause is short, so its score is less diluted and less sure: its own bar. A clause read
+    # alone loses to a surer emergency reading of the whole message ("my toddler got into my
+    # purse, think he swallowed some pills, now he's floppy": the middle clause reads as an overdose).
+    clause_crisis = scores.get(CRISIS_CLAUSE, 0.0)
+    if not benign_reading and clause_crisis >= config["clause_crisis_threshold"] \
+            and not emergency_bar <= scores[MEDICAL_EMERGENCY] >= clause_crisis:
         return CRISIS, "classifier:clause"
     # DIET alone over-reads low mood ("i'm sad nothing has worked") and the classifier alone
     # misses some indirect wording: together, the mean of their crisis probabilities.
     combined = (scores.get(MODEL_CRISIS, 0.0) + max(scores[CRISIS], scores.get(CRISIS_CLAUSE, 0.0))) / 2
     if not benign_reading and combined >= config["combined_crisis_threshold"]:
         return CRISIS, "model"
-    emergency_bar = config["long_past_emergency_threshold"] if long_past else config["emergency_threshold"]
     if scores[MEDICAL_EMERGENCY] >= emergency_bar:
         return MEDICAL_EMERGENCY, "classifier"
     # Danger that neither bar catches alone, split between the two readings ("took 30 of my
@@ -141,6 +145,10 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
     if model_name == MEDICAL_EMERGENCY and emergency_supported and not long_past:
         return MEDICAL_EMERGENCY, "model"
     if model_name in SAFETY_INTENTS:
+        # An unbacked danger reading gives way to a question about the visitor's own care
+        # ("so i don't have to wean off my prozac for this?") or else to the next reading.
+        if pattern and pattern not in SAFETY_INTENTS:
+            return pattern, "pattern"
         return NEXT_READING, "benign_reading"
     # An advice pattern ("my prescription") out-votes a reading of out of scope only when the
     # message is about the treatment: "can you refill my adderall" is for a pharmacy, "can i
@@ -253,7 +261,13 @@ class SafetyNet(GraphComponent):
         detection, benign_reading = self._matcher_for(doc).analyse(doc)
         model_name = model_intent.get(INTENT_NAME_KEY)
         if model_name == DEFAULT_NLU_FALLBACK_INTENT_NAME and ranking:
-            model_name = ranking[0].get(INTENT_NAME_KEY)
+            # A fallback for a near tie with a danger reading ("isn't it a party drug? won't i end
+            # up wanting more": an FAQ question at 0.50, a crisis at 0.49) is judged as that
+            # reading: backed, it stands; unbacked, the other reading is taken.
+            readings = [entry.get(INTENT_NAME_KEY) for entry in ranking
+                        if entry.get(INTENT_NAME_KEY) != DEFAULT_NLU_FALLBACK_INTENT_NAME]
+            danger = next((name for name in readings[:2] if name in SAFETY_INTENTS), None)
+            model_name = danger or ranking[0].get(INTENT_NAME_KEY)
         pattern = detection.kind if detection else None
         about_treatment = any(token.lower_ in TREATMENT_WORDS or token.lemma_ in TREATMENT_WORDS for token in doc)
         long_past = told_as_long_past(doc.text)
@@ -290,7 +304,8 @@ class SafetyNet(GraphComponent):
         its share of what the model gave the other readings: the share it put on a danger that is
         not there says nothing against the next reading ("how long do i have to hang around after
         the infusion ends": a crisis at 0.7, an FAQ question at 0.3 and nothing else)."""
-        others = [entry for entry in ranking if entry.get(INTENT_NAME_KEY) not in SAFETY_INTENTS]
+        others = [entry for entry in ranking
+                  if entry.get(INTENT_NAME_KEY) not in (*SAFETY_INTENTS, DEFAULT_NLU_FALLBACK_INTENT_NAME)]
         safety_share = sum(entry.get("confidence", 0.0) for entry in ranking
                            if entry.get(INTENT_NAME_KEY) in SAFETY_INTENTS)
         confidence = others[0].get("confidence", 0.0) if others else 0.0

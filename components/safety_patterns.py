@@ -130,7 +130,7 @@ POSSESSIVE = ("my", "his", "her", "their", "your", "our")
 HARM_VERB = ("kill", "hurt", "harm", "cut", "burn", "shoot", "hang", "stab", "drown", "poison",
              "starve", "strangle", "suffocate", "unalive", "off", "yeet")
 NEG = ("not", "never", "no")
-WANT = ("want", "wish", "hope", "plan", "try", "like", "rather", "ready", "decide")
+WANT = ("want", "wish", "hope", "plan", "try", "rather", "ready", "decide")
 HARM_OTHERS_VERB = ("kill", "hurt", "harm", "stab", "shoot", "strangle")
 
 # Patterns named after what they detect; the name is logged with the decision.
@@ -143,6 +143,9 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any(*HARM_VERB), _any("my"), _any("self")],
         [_any("cut", "cutting", "slit", "slash"), _opt("my", "his", "her"),
          _any("wrist", "wrists", "arm", "arms", "thigh", "thighs", "leg", "legs", "skin")],
+        # Habitual self-injury: "burning my arm", "scratching my wrists"; not "burned my hand on the stove".
+        [{"LOWER": {"IN": ["burning", "scratching", "carving", "scraping"]}}, _opt("my", "his", "her"),
+         _any("wrist", "wrists", "arm", "arms", "thigh", "thighs", "leg", "legs", "skin", "stomach")],
         [_any("cut", "cutting"), _any("again")],
         [_any("fresh", "new", "deep", "deeper"), _any("cut", "cuts", "wound", "wounds", "scar", "scars")],
         [_any("cut", "cutting"), _any("deep", "deeper")],
@@ -195,8 +198,10 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("take", "took", "swallow"), _any("them", "it"), _any("all")],
     ],
     # "i don't want to die from a bad reaction" is negated; "i don't want to live" is its own pattern.
+    # "i'd like to die", not "feel like i'm dying".
     "want_to_die": [
         [_any(*WANT), ANY, ANY, _any("die", "dead")],
+        [_any("like"), _any("to"), ANY, _any("die", "dead")],
         [_any("think", "thinking", "thought", "talk", "talking", "joke", "joking", "obsess"), _any("about", "of"),
          _any("die", "death", "dying", "suicide", "end", "kill", "hurt", "harm")],
     ],
@@ -232,7 +237,9 @@ CRISIS_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("point"), _opt("of", "in"), _any("live", "living", "life", "anything", "go", "going", "trying", "exist", "existing")],
         [_any("not", "never"), _any("worth"), _any("live", "living")],
         [_any("life"), ANY, _any("not"), _any("worth")],
-        [_any("tired", "tire", "sick", "done"), _any("of", "with"), _any("live", "living", "life", "be", "existing", "exist")],
+        # "tired of being alive", not "tired of being tired".
+        [_any("tired", "tire", "sick", "done"), _any("of", "with"), _any("live", "living", "life", "existing", "exist")],
+        [_any("tired", "tire", "sick", "done"), _any("of", "with"), _any("be"), _any("alive", "here", "around")],
         [_any("not"), _any("go"), _any("on"), _opt("like", "anymore", "living")],
         [_any("not"), _any("do"), _any("this", "it", "life"), _any("anymore")],
         [_any("not"), _any("take"), _any("it", "this"), _any("anymore")],
@@ -273,6 +280,9 @@ EMERGENCY_PATTERNS: Dict[str, List[List[Dict]]] = {
         [_any("pass", "passed", "passing", "black", "blacking"), _any("out")],
         [_any("faint", "fainted", "fainting", "collapse", "collapsed")],
         [_any("not"), _any("wake"), _any("up")],
+        # "she's not responding", "he still isn't really responding"; not "my laptop isn't responding".
+        [_any("he", "she", "they", *RELATIVE), ANY, ANY, _any("not"), _opt("really", "even"),
+         _any("respond", "responding", "responsive")],
         [_any("call", "need", "get"), _opt("an", "a"), _any("ambulance", "paramedic", "paramedics")],
     ],
     "overdose": [
@@ -409,8 +419,9 @@ def told_as_long_past(text: str) -> bool:
 # lately the thoughts are back", "since 2019 i've wanted to die every day": "since" and "last
 # year" are not history here).
 CRISIS_HISTORY = re.compile("|".join([
-    _YEARS_AGO, _AS_A_CHILD, r"\b(?:in|back in) (?:19|20)\d\d\b", _WHEN_I_WAS, _AT_SCHOOL, r"\bgrowing up\b",
-    r"\bused to\b"]), re.IGNORECASE)
+    _YEARS_AGO, _AS_A_CHILD, r"\b(?:in|back in|was|were) (?:19|20)\d\d\b", _WHEN_I_WAS, _AT_SCHOOL,
+    r"\bgrowing up\b", r"\bused to\b", r"\b(?:forever|ages|long time|long while) ago\b",
+    r"\bold (?:\w+[- ])?(?:harm )?scars?\b"]), re.IGNORECASE)
 CRISIS_NOW = re.compile(
     r"\b(?:again|lately|recently|these days|anymore|right now|tonight|today|this (?:week|month)|every (?:day|night)"
     r"|all the time|constantly|(?:are|is|came) back|still (?:think|feel|want|have|get|struggle|cut|hurt|am|do))\b",
@@ -463,6 +474,7 @@ PILLS = {"pill", "pills", "med", "meds", "medication", "bottle", "tablet", "tabl
 IDIOMS: List[List[Dict]] = [
     [_any("kill"), _any(*SELF), _any("laugh", "laughing")],
     [_any("die", "dead"), _any("laugh", "laughing", "of"), _opt("laughter", "embarrassment", "boredom", "shame")],
+    [_any("career", "social", "political", "professional", "fashion", "financial"), _any("suicide")],
 ]
 
 
@@ -537,7 +549,7 @@ class SafetyMatcher:
             for detection in found:
                 if detection.kind == kind:
                     return detection, False
-        return None, negated_crisis or "figurative" in labels
+        return None, negated_crisis or bool(labels & {"figurative", "idiom"})
 
     @staticmethod
     def _is_own_care(doc: Doc, name: str, start: int) -> bool:

@@ -10,7 +10,7 @@ from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, TEXT
 from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 
-from components.safety_net import OTHER, NearestExamples, SafetyNet, clauses
+from components.safety_net import CRISIS_CLAUSE, OTHER, NearestExamples, SafetyNet, clauses, decide
 from components.safety_patterns import (
     CRISIS,
     MEDICAL_EMERGENCY,
@@ -45,6 +45,9 @@ def kind(matcher, nlp, text):
     "thinking of unaliving myself",
     "please call me back before i do something i can't take back",
     "i'm scared of doing something i could never undo",
+    "i'm so tired of being alive",
+    "i'd like to die in my sleep",
+    "i keep scratching my arms until they bleed",
 ])
 def test_crisis_wording_is_detected(matcher, nlp, text):
     assert kind(matcher, nlp, text) == CRISIS
@@ -75,6 +78,10 @@ def test_common_misspellings_are_detected(matcher, nlp, text):
     "what's the best way to kill weeds",
     "can i do something to get my deposit back",
     "is there anything i can take to undo the nausea",
+    "honestly i'm tired of being tired",
+    "what if i feel like i'm dying when i dissociate",
+    "i burned my hand on the stove, can i still come in",
+    "my laptop isn't responding, can i book by phone",
 ])
 def test_benign_wording_is_not_detected(matcher, nlp, text):
     assert kind(matcher, nlp, text) is None
@@ -95,6 +102,9 @@ def test_negated_descriptions_are_not_detected(matcher, nlp, text):
     ("i used to cut myself as a teen, does the iv nurse need to know", True),
     ("i tried to kill myself years ago and lately those thoughts are back", False),
     ("i used to self harm and this week i started again", False),
+    ("my worst suicidal stretch was 2012, i'm steady now, can i qualify", True),
+    ("i had a suicide attempt ages ago, does the intake team need to know", True),
+    ("will my old self-harm scars be a problem for the iv", True),
 ])
 def test_crisis_words_told_as_history_read_like_negated_ones(matcher, nlp, text, benign):
     detection, benign_reading = matcher.analyse(nlp(text))
@@ -118,6 +128,7 @@ def test_negation_does_not_hide_a_second_crisis_statement(matcher, nlp, text):
     "i think i overdosed",
     "just had my infusion and my heart is racing and i feel like passing out",
     "cant breathe",
+    "she's not responding to me at all",
 ])
 def test_emergencies_happening_now_are_detected(matcher, nlp, text):
     assert kind(matcher, nlp, text) == MEDICAL_EMERGENCY
@@ -178,6 +189,7 @@ def test_general_questions_are_not_personal_medical_advice(matcher, nlp, text):
     ("i'm dying to hear how the first session went for others", True),
     ("honestly i would kill for a saturday slot", True),
     ("i'm dying, to be honest", False),
+    ("quitting like that was career suicide, anyway do you take walk ins", True),
 ])
 def test_figurative_kill_has_a_benign_reading_except_from_a_partner(matcher, nlp, text, benign):
     detection, benign_reading = matcher.analyse(nlp(text))
@@ -393,3 +405,17 @@ def test_nearest_examples_read_the_class_of_the_closest_training_examples():
 ])
 def test_a_message_is_split_into_clauses_of_three_words_or_more(text, expected):
     assert clauses(text) == expected
+
+
+SURE_BARS = {**SafetyNet.get_default_config(), "crisis_threshold": 0.8, "clause_crisis_threshold": 0.7,
+             "emergency_threshold": 0.5, "combined_crisis_threshold": 0.5, "danger_threshold": 0.9}
+
+
+@pytest.mark.parametrize("clause, emergency, expected", [
+    (0.76, 0.77, MEDICAL_EMERGENCY),  # a toddler who swallowed pills and is floppy: the whole message wins
+    (0.76, 0.40, "crisis"),           # the emergency reading is below its bar: the clause stands
+    (0.95, 0.60, "crisis"),           # the clause is surer than the emergency reading
+])
+def test_a_clause_read_alone_yields_to_a_surer_emergency_reading(clause, emergency, expected):
+    scores = {CRISIS: 0.1, CRISIS_CLAUSE: clause, MEDICAL_EMERGENCY: emergency}
+    assert decide(SURE_BARS, scores, None, False, "faq")[0] == expected
