@@ -123,8 +123,8 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
     # alone loses to a surer emergency reading of the whole message ("my toddler got into my
     # purse, think he swallowed some pills, now he's floppy": the middle clause reads as an overdose).
     clause_crisis = scores.get(CRISIS_CLAUSE, 0.0)
-    if not benign_reading and clause_crisis >= config["clause_crisis_threshold"] \
-            and not emergency_bar <= scores[MEDICAL_EMERGENCY] >= clause_crisis:
+    surer_emergency = scores[MEDICAL_EMERGENCY] >= max(emergency_bar, clause_crisis)
+    if not benign_reading and clause_crisis >= config["clause_crisis_threshold"] and not surer_emergency:
         return CRISIS, "classifier:clause"
     # DIET alone over-reads low mood ("i'm sad nothing has worked") and the classifier alone
     # misses some indirect wording: together, the mean of their crisis probabilities.
