@@ -143,6 +143,13 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
     if pattern == MEDICAL_EMERGENCY and emergency_supported:
         return MEDICAL_EMERGENCY, "pattern"
     if model_name == MEDICAL_EMERGENCY and emergency_supported and not long_past:
+        # Suicidal intent phrased as an emergency ("tell the doctor thanks for everything, i'm done
+        # fighting this"): DIET hears an emergency that the classifier reads more as a crisis. The
+        # crisis reply has 911 too; 911 alone would leave out 988.
+        crisis_reading = max(scores[CRISIS], clause_crisis)
+        if not benign_reading and crisis_reading >= config["intent_crisis_threshold"] \
+                and crisis_reading > scores[MEDICAL_EMERGENCY]:
+            return CRISIS, "model:intent"
         return MEDICAL_EMERGENCY, "model"
     if model_name in SAFETY_INTENTS:
         # An unbacked danger reading gives way to a question about the visitor's own care
@@ -176,6 +183,9 @@ class SafetyNet(GraphComponent):
             "crisis_threshold": 0.5,
             "benign_crisis_threshold": 0.95,
             "combined_crisis_threshold": 0.5,
+            # DIET's emergency reading is a crisis when the classifier's crisis reading reaches this
+            # and outweighs its emergency reading; lower, the classifier is only unsure.
+            "intent_crisis_threshold": 0.3,
             "clause_crisis_threshold": 1.0,
             "emergency_threshold": 0.5,
             "emergency_pattern_support": 0.1,

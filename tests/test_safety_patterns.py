@@ -419,3 +419,15 @@ SURE_BARS = {**SafetyNet.get_default_config(), "crisis_threshold": 0.8, "clause_
 def test_a_clause_read_alone_yields_to_a_surer_emergency_reading(clause, emergency, expected):
     scores = {CRISIS: 0.1, CRISIS_CLAUSE: clause, MEDICAL_EMERGENCY: emergency}
     assert decide(SURE_BARS, scores, None, False, "faq")[0] == expected
+
+
+@pytest.mark.parametrize("crisis, clause, emergency, benign_reading, expected", [
+    (0.33, 0.46, 0.14, False, "crisis"),            # "thanks for everything, i'm done fighting this"
+    (0.15, 0.0, 0.10, False, MEDICAL_EMERGENCY),    # an unsure classifier: DIET's emergency stands
+    (0.33, 0.46, 0.60, False, MEDICAL_EMERGENCY),   # the classifier itself reads an emergency
+    (0.33, 0.46, 0.14, True, MEDICAL_EMERGENCY),    # crisis words only negated or figurative
+])
+def test_suicidal_intent_told_as_an_emergency_gets_the_crisis_reply(crisis, clause, emergency, benign_reading,
+                                                                     expected):
+    scores = {CRISIS: crisis, CRISIS_CLAUSE: clause, MEDICAL_EMERGENCY: emergency}
+    assert decide(SURE_BARS, scores, None, benign_reading, MEDICAL_EMERGENCY)[0] == expected
