@@ -1,9 +1,12 @@
 """Deterministic detection of crisis and medical-emergency messages with spaCy's Matcher.
 
 Kept free of Rasa so it can be tested on plain spaCy docs. Every token gets a
-normalised form (``token._.safety_norm``): lower case, common misspellings and
-near-misses of key words corrected, then the lookup lemma. The patterns match
-on that form, so "killing myslef", "suicidle" and "kill my self" all match.
+normalised form, written into spaCy's own ``token.norm_``: lower case, common
+misspellings and near-misses of key words corrected, then the lookup lemma. The
+patterns match on that form, so "killing myslef", "suicidle" and "kill my self" all
+match. Matching on the built-in NORM attribute keeps the Matcher in compiled code; a
+custom ``token._`` attribute made it call Python for every token and pattern (6.0 ms a
+message against about 1 ms).
 """
 import re
 from dataclasses import dataclass
@@ -19,9 +22,6 @@ PERSONAL_MEDICAL_ADVICE = "ask_personal_medical_advice"
 # Most urgent first: a message that is both gets the more urgent reply.
 PRIORITY = (CRISIS, MEDICAL_EMERGENCY, PERSONAL_MEDICAL_ADVICE)
 
-NORM = "safety_norm"
-if not Token.has_extension(NORM):
-    Token.set_extension(NORM, default=None)
 
 # Misspellings too short or too far off for the fuzzy match below.
 MISSPELLINGS: Dict[str, str] = {
@@ -110,11 +110,11 @@ def normalise(token: Token) -> str:
 
 
 def _any(*words: str) -> Dict:
-    return {"_": {NORM: {"IN": list(words)}}}
+    return {"NORM": {"IN": list(words)}}
 
 
 def _opt(*words: str) -> Dict:
-    return {"_": {NORM: {"IN": list(words)}}, "OP": "?"}
+    return {"NORM": {"IN": list(words)}, "OP": "?"}
 
 
 # One optional arbitrary token: "want to *really* die".
@@ -512,7 +512,7 @@ class SafetyMatcher:
         just curious"), told as history ("self harmed as a teen, fine for years") or figurative
         ("needles kill me")."""
         for token in doc:
-            token._.set(NORM, normalise(token))
+            token.norm_ = normalise(token)
         matches = self._matcher(doc)
         idiom_tokens = {
             i
@@ -538,7 +538,7 @@ class SafetyMatcher:
                 continue
             if name == "said_outright" and not self._clause_ends(doc, end):
                 continue
-            if name == "take_all_pills" and not any(t._.get(NORM) in PILLS for t in doc):
+            if name == "take_all_pills" and not any(t.norm_ in PILLS for t in doc):
                 continue
             own_care = kind == PERSONAL_MEDICAL_ADVICE and self._is_own_care(doc, name, start)
             found.append(Detection(kind, name, doc[start:end].text, own_care))
@@ -581,13 +581,13 @@ class SafetyMatcher:
 
     @staticmethod
     def _clause_ends(doc: Doc, end: int) -> bool:
-        return end == len(doc) or doc[end].is_punct or doc[end]._.get(NORM) in CLAUSE_END
+        return end == len(doc) or doc[end].is_punct or doc[end].norm_ in CLAUSE_END
 
     @staticmethod
     def _happening_now(doc: Doc) -> bool:
         if told_as_long_past(doc.text):
             return False
-        norms = {token._.get(NORM) for token in doc} | {token.lower_ for token in doc}
+        norms = {token.norm_ for token in doc} | {token.lower_ for token in doc}
         if norms & NOW:
             return True
         if norms & NOT_NOW:
@@ -599,4 +599,4 @@ class SafetyMatcher:
     def _negated(doc: Doc, start: int) -> bool:
         """A negation cue in the three tokens before ("not suicidal", "no thoughts of self harm")."""
         window: Iterable[Token] = doc[max(0, start - 3):start]
-        return any(token._.get(NORM) in NEG for token in window)
+        return any(token.norm_ in NEG for token in window)
