@@ -176,7 +176,7 @@ eval: install $(MODEL)
 	$(PY) scripts/evaluate.py --models-from $(EVAL_MODELS)
 
 lint: install
-	$(VENV)/bin/ruff check actions channels components scripts staff tests
+	$(VENV)/bin/ruff check actions channels clinic_core components scripts staff tests
 
 # Re-resolves the direct dependencies in a throwaway venv and pins the whole tree.
 lock:

@@ -9,11 +9,11 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.booking_form import BOOKING_SLOTS, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TIME_LENGTH
-from actions.clinic import WEEKDAYS, Clinic, format_time, load_clinic
 from actions.contact_details import normalise_email, normalise_us_phone
-from actions.notifications import render_notifications
-from actions.settings import CLINIC_FILE, load_settings
-from actions.storage import HandoffRequest, HandoffStore
+from clinic_core.clinic import WEEKDAYS, Clinic, format_time, load_clinic
+from clinic_core.notifications import render_notifications
+from clinic_core.settings import CLINIC_FILE, load_settings
+from clinic_core.storage import HandoffRequest, HandoffStore
 
 logger = logging.getLogger(__name__)
 

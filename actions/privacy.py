@@ -15,9 +15,9 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.retention import FORGET_CONVERSATION_ACTION, TrackerDatabase
-from actions.settings import load_settings
-from actions.storage import StorageUnavailable
+from clinic_core.retention import FORGET_CONVERSATION_ACTION, TrackerDatabase
+from clinic_core.settings import load_settings
+from clinic_core.storage import StorageUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.settings import FAQ_ALONGSIDE_MIN_CONFIDENCE
+from clinic_core.settings import FAQ_ALONGSIDE_MIN_CONFIDENCE
 
 # Questions whose answer is safe to give alongside the crisis resources.
 ANSWERS_BY_INTENT = {

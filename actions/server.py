@@ -19,7 +19,7 @@ from sanic import Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from actions.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings
+from clinic_core.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings
 
 MIN_TOKEN_LENGTH = 32
 OPEN_PATHS = {"/health"}  # readiness checks carry no secret

@@ -6,8 +6,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.clinic import load_clinic
-from actions.settings import CLINIC_FILE, load_settings
+from clinic_core.clinic import load_clinic
+from clinic_core.settings import CLINIC_FILE, load_settings
 
 # The metadata channels/handler.py gives the SessionStarted it logs when this action could not
 # run (the action server was down); the session then starts again on the next message.

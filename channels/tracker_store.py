@@ -16,7 +16,7 @@ from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.events import ActionExecuted
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from actions.retention import FORGET_CONVERSATION_ACTION
+from clinic_core.retention import FORGET_CONVERSATION_ACTION
 
 
 class ForgettingSQLTrackerStore(SQLTrackerStore):

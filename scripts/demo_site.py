@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actions.clinic import Clinic, load_clinic  # noqa: E402
-from actions.settings import CLINIC_FILE, PROJECT_ROOT, SETTINGS_ERROR_EXIT  # noqa: E402
+from clinic_core.clinic import Clinic, load_clinic  # noqa: E402
+from clinic_core.settings import CLINIC_FILE, PROJECT_ROOT, SETTINGS_ERROR_EXIT  # noqa: E402
 
 PAGES = PROJECT_ROOT / "web" / "demo"
 WIDGET_BUILD = PROJECT_ROOT / "build" / "web" / "widget"

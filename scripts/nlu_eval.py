@@ -133,7 +133,7 @@ def answered_intents(parse: Dict[str, Any]) -> set:
     """Intents the visitor gets a reply for: the final one, plus the question that
     actions/safety.py answers after a crisis or personal-medical-advice reply."""
     from actions.safety import answer_alongside
-    from actions.settings import FAQ_ALONGSIDE_MIN_CONFIDENCE
+    from clinic_core.settings import FAQ_ALONGSIDE_MIN_CONFIDENCE
 
     extra = answer_alongside(parse, FAQ_ALONGSIDE_MIN_CONFIDENCE)
     if not extra:

@@ -1,4 +1,4 @@
-"""Deletes what is past its retention (actions/retention.py) and says how much went: counts only.
+"""Deletes what is past its retention (clinic_core/retention.py) and says how much went: counts only.
 
     .venv/bin/python scripts/purge.py                 once (`make purge`)
     .venv/bin/python scripts/purge.py --every 86400   at once, then daily (`make run` starts it)
@@ -18,9 +18,9 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actions.retention import TrackerDatabase, purge_conversations, purge_handoffs  # noqa: E402
-from actions.settings import SETTINGS_ERROR_EXIT, Settings, SettingsError, load_settings  # noqa: E402
-from actions.storage import HandoffStore, StorageUnavailable, utcnow  # noqa: E402
+from clinic_core.retention import TrackerDatabase, purge_conversations, purge_handoffs  # noqa: E402
+from clinic_core.settings import SETTINGS_ERROR_EXIT, Settings, SettingsError, load_settings  # noqa: E402
+from clinic_core.storage import HandoffStore, StorageUnavailable, utcnow  # noqa: E402
 from staff.sender import describe  # noqa: E402
 
 logger = logging.getLogger("purge")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actions.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings  # noqa: E402
+from clinic_core.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings  # noqa: E402
 from scripts.services import (  # noqa: E402
     PortInUse,
     Services,

@@ -29,8 +29,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actions.clinic import load_clinic  # noqa: E402
-from actions.settings import CLINIC_FILE  # noqa: E402
+from clinic_core.clinic import load_clinic  # noqa: E402
+from clinic_core.settings import CLINIC_FILE  # noqa: E402
 from scripts.nlu_eval import heldout_path, load_examples  # noqa: E402
 from scripts.services import PROJECT_ROOT, Services, rasa_services  # noqa: E402
 

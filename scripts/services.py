@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Set
 
-from actions.settings import SETTINGS_ERROR_EXIT
 from channels.settings import allowed_origins
+from clinic_core.settings import SETTINGS_ERROR_EXIT
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

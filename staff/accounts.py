@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from actions.storage import HandoffStore, staff_accounts, utcnow
+from clinic_core.storage import HandoffStore, staff_accounts, utcnow
 from staff.audit import Actor, record
 
 ROLES = ("staff", "admin")

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
-from actions.storage import HandoffStore, audit_log, utcnow
+from clinic_core.storage import HandoffStore, audit_log, utcnow
 
 # What an entry records, and how pages, the command line and exports describe it.
 ACTIONS = {

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 from zoneinfo import ZoneInfo
 
-from actions.clinic import load_clinic
-from actions.retention import TrackerDatabase
-from actions.settings import CLINIC_FILE, load_settings
-from actions.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore
+from clinic_core.clinic import load_clinic
+from clinic_core.retention import TrackerDatabase
+from clinic_core.settings import CLINIC_FILE, load_settings
+from clinic_core.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore
 from staff import handoffs
 from staff.accounts import ROLES, AccountError, Accounts, normalise_username
 from staff.audit import VIA_COMMAND_LINE, VIA_INBOX, Actor, AuditLog

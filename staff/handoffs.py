@@ -6,8 +6,8 @@ transaction as its entry.
 from functools import partial
 from typing import Any, Dict, List, Optional
 
-from actions.retention import TrackerDatabase
-from actions.storage import HandoffStore, StorageUnavailable
+from clinic_core.retention import TrackerDatabase
+from clinic_core.storage import HandoffStore, StorageUnavailable
 from staff.audit import Actor, AuditLog, record
 
 

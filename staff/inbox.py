@@ -23,10 +23,10 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from multidict import MultiDictProxy
 
-from actions.clinic import ClinicConfigError, load_clinic
-from actions.retention import TrackerDatabase
-from actions.settings import CLINIC_FILE, SETTINGS_ERROR_EXIT, Network, Settings, SettingsError, load_settings
-from actions.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore, StorageUnavailable
+from clinic_core.clinic import ClinicConfigError, load_clinic
+from clinic_core.retention import TrackerDatabase
+from clinic_core.settings import CLINIC_FILE, SETTINGS_ERROR_EXIT, Network, Settings, SettingsError, load_settings
+from clinic_core.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore, StorageUnavailable
 from staff import handoffs
 from staff.accounts import AccountError, Accounts, check_password_rules, normalise_username
 from staff.audit import VIA_INBOX, VIA_START_UP, Actor, AuditLog

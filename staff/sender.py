@@ -4,7 +4,7 @@ Started by `make run` (`python -m staff.sender`). A handoff's notifications are 
 with it in one transaction, so an SMTP or webhook outage only delays them: they stay
 pending, retried after 5 s, 10 s, 20 s ... capped at OUTBOX_RETRY_MAX_SECONDS, and are
 delivered when the service returns. After OUTBOX_MAX_ATTEMPTS, or at once when a
-notification can never be sent (actions/notifications.py's Undeliverable: a header it cannot
+notification can never be sent (clinic_core/notifications.py's Undeliverable: a header it cannot
 carry, an SMTP 5xx answer to the message, a webhook's 4xx that says the request is wrong),
 it is marked `failed` (the staff inbox shows it).
 
@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Callable, Optional
 
-from actions.notifications import Undeliverable, deliver
-from actions.settings import SETTINGS_ERROR_EXIT, Settings, SettingsError, load_settings
-from actions.storage import HandoffStore, StorageUnavailable, utcnow
+from clinic_core.notifications import Undeliverable, deliver
+from clinic_core.settings import SETTINGS_ERROR_EXIT, Settings, SettingsError, load_settings
+from clinic_core.storage import HandoffStore, StorageUnavailable, utcnow
 
 logger = logging.getLogger("staff.sender")
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import spacy
 
-from actions.storage import HandoffStore
+from clinic_core.storage import HandoffStore
 from scripts.services import Services, rasa_services, staff_services
 from staff.accounts import Accounts
 from staff.audit import VIA_COMMAND_LINE, Actor

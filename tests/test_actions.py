@@ -7,10 +7,10 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import ActionExecuted, SessionStarted
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.clinic import ClinicConfigError, load_clinic
 from actions.safety import ActionAnswerQuestionAfterSafetyReply, answer_alongside
 from actions.session import ActionSessionStart
-from actions.settings import CLINIC_FILE
+from clinic_core.clinic import ClinicConfigError, load_clinic
+from clinic_core.settings import CLINIC_FILE
 
 CLINIC_YAML = """
 name: Test Clinic

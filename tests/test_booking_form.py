@@ -10,10 +10,10 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.booking_form import ActionAskBookingConfirmed, ValidateBookingForm
-from actions.clinic import load_clinic
 from actions.handoff import ActionCancelBooking, ActionSubmitBooking, contact_window
-from actions.settings import CLINIC_FILE
-from actions.storage import HandoffStore
+from clinic_core.clinic import load_clinic
+from clinic_core.settings import CLINIC_FILE
+from clinic_core.storage import HandoffStore
 from tests.conftest import ROOT
 
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())

@@ -7,7 +7,7 @@ import pytest
 import requests
 import yaml
 
-from actions.storage import HandoffStore
+from clinic_core.storage import HandoffStore
 from tests.conftest import ROOT
 from tests.test_rest import CLINIC, say, texts
 

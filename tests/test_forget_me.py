@@ -19,10 +19,10 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.privacy import ActionForgetConversation
-from actions.retention import FORGET_CONVERSATION_ACTION
 from actions.safety import answer_alongside
 from channels.socketio import CustomPayloadSocketIOOutput
 from channels.tracker_store import ForgettingSQLTrackerStore
+from clinic_core.retention import FORGET_CONVERSATION_ACTION
 from tests.conftest import ROOT
 
 DOMAIN = Domain.load(str(ROOT / "domain.yml"))

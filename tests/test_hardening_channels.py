@@ -14,8 +14,8 @@ import requests
 import socketio
 import yaml
 
-from actions.storage import HandoffStore
 from channels.settings import allowed_origins
+from clinic_core.storage import HandoffStore
 from scripts.services import Services, rasa_services
 from tests.conftest import ACTION_PORT, MODEL, PORT_OFFSET, ROOT
 from tests.socketio_visitor import Visitor

@@ -28,9 +28,9 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
-from actions.notifications import render_notifications, subject_for
-from actions.settings import SettingsError, load_settings
-from actions.storage import HandoffRequest, HandoffStore, Notification, StorageUnavailable, utcnow
+from clinic_core.notifications import render_notifications, subject_for
+from clinic_core.settings import SettingsError, load_settings
+from clinic_core.storage import HandoffRequest, HandoffStore, Notification, StorageUnavailable, utcnow
 from scripts.services import PortInUse, Service, Services, is_ready, rasa_services
 from staff.inbox import create_app
 from staff.sender import run_once

@@ -25,8 +25,8 @@ from argon2 import PasswordHasher
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
-from actions.settings import Settings, load_settings
-from actions.storage import HandoffRequest, HandoffStore, Notification, audit_log
+from clinic_core.settings import Settings, load_settings
+from clinic_core.storage import HandoffRequest, HandoffStore, Notification, audit_log
 from staff.accounts import Accounts
 from staff.audit import CSV_COLUMNS, VIA_COMMAND_LINE, Actor
 from staff.inbox import SECURITY_HEADERS, ConfigError, announce_accounts, create_app, format_time

@@ -5,9 +5,9 @@ from datetime import timedelta
 
 import pytest
 
-from actions.notifications import render_notifications
-from actions.settings import SettingsError, load_settings
-from actions.storage import HandoffRequest, HandoffStore, utcnow
+from clinic_core.notifications import render_notifications
+from clinic_core.settings import SettingsError, load_settings
+from clinic_core.storage import HandoffRequest, HandoffStore, utcnow
 from staff.sender import retry_delay, run_once
 from tests.local_servers import SmtpServer, WebhookReceiver, free_port
 

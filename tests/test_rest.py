@@ -5,8 +5,8 @@ import pytest
 import requests
 import yaml
 
-from actions.clinic import load_clinic
-from actions.settings import CLINIC_FILE, load_settings
+from clinic_core.clinic import load_clinic
+from clinic_core.settings import CLINIC_FILE, load_settings
 from scripts.services import Services, rasa_services
 from tests.conftest import MODEL, PORT_OFFSET, ROOT
 

@@ -17,14 +17,14 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from actions.retention import TrackerDatabase, purge_conversations, purge_handoffs
-from actions.settings import (
+from clinic_core.retention import TrackerDatabase, purge_conversations, purge_handoffs
+from clinic_core.settings import (
     DEFAULT_CONVERSATION_RETENTION_DAYS,
     DEFAULT_HANDOFF_RETENTION_DAYS,
     SettingsError,
     load_settings,
 )
-from actions.storage import HandoffRequest, HandoffStore, Notification, StorageUnavailable, handoffs, utcnow
+from clinic_core.storage import HandoffRequest, HandoffStore, Notification, StorageUnavailable, handoffs, utcnow
 from scripts.services import purge_service
 from tests.conftest import ROOT
 

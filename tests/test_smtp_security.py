@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from actions.notifications import render_notifications
-from actions.settings import SettingsError, load_settings
-from actions.storage import HandoffRequest, HandoffStore
+from clinic_core.notifications import render_notifications
+from clinic_core.settings import SettingsError, load_settings
+from clinic_core.storage import HandoffRequest, HandoffStore
 from staff.sender import run_once
 from tests.conftest import ROOT
 from tests.local_servers import free_port

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from actions.storage import HandoffRequest, HandoffStore, Notification, audit_log
+from clinic_core.storage import HandoffRequest, HandoffStore, Notification, audit_log
 from staff import cli
 from staff.accounts import Accounts
 from staff.audit import CSV_COLUMNS

@@ -8,8 +8,8 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from actions.clinic import load_clinic
-from actions.settings import CLINIC_FILE
+from clinic_core.clinic import load_clinic
+from clinic_core.settings import CLINIC_FILE
 from tests.browser.conftest import (
     DEMO_URL,
     INBOX_PASSWORD,

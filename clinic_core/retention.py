@@ -6,7 +6,7 @@ Conversations live in Rasa's SQL tracker store (endpoints.yml): one row per even
 seconds (rasa/core/tracker_store.py, SQLTrackerStore.SQLEvent). A conversation is deleted
 whole, once its last event is older than CONVERSATION_RETENTION_DAYS: Rasa reads and appends
 a session by counting its rows, so a partial event list (a session without its start) would
-confuse it. Handoffs go with their notifications (actions/storage.py) HANDOFF_RETENTION_DAYS
+confuse it. Handoffs go with their notifications (clinic_core/storage.py) HANDOFF_RETENTION_DAYS
 after they were made.
 
 No Rasa import: `make purge`, the purge process `make run` starts (scripts/purge.py) and the
@@ -22,7 +22,7 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, delete, 
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.storage import HandoffStore, StorageUnavailable, make_engine
+from clinic_core.storage import HandoffStore, StorageUnavailable, make_engine
 
 # Deletes the visitor's conversation once they confirm (actions/privacy.py); the Rasa server's
 # tracker store then writes none of it back (channels/tracker_store.py).

@@ -282,7 +282,7 @@ class HandoffStore:
 
     def delete_handoffs_created_before(self, cutoff: datetime) -> Tuple[int, int]:
         """Deletes the handoffs made before the cut-off with their notifications; returns how
-        many of each went (actions/retention.py)."""
+        many of each went (clinic_core/retention.py)."""
         old = select(handoffs.c.id).where(handoffs.c.created_at < cutoff)
         with self._database(), self.engine.begin() as connection:
             notifications = connection.execute(delete(outbox).where(outbox.c.handoff_id.in_(old))).rowcount

@@ -1,7 +1,7 @@
 """Staff notifications: what a new handoff's email and webhook message say, and sending them.
 
 The action server renders them into the outbox with the handoff (actions/handoff.py);
-the sender (staff/sender.py) delivers them. Wording lives in actions/templates/.
+the sender (staff/sender.py) delivers them. Wording lives in clinic_core/templates/.
 """
 import json
 import smtplib
@@ -14,8 +14,8 @@ from pathlib import Path
 from string import Template
 from typing import Any, Dict, List
 
-from actions.settings import Settings
-from actions.storage import HandoffRequest, Notification
+from clinic_core.settings import Settings
+from clinic_core.storage import HandoffRequest, Notification
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NOT_GIVEN = "(not given)"

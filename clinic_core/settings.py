@@ -24,7 +24,7 @@ DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'handoffs.db'}"
 DEFAULT_TRACKER_DB = "var/tracker.db"
 # Settings earlier versions read. The inbox refuses to start while one is set rather than ignore it.
 RETIRED_SETTINGS = ("STAFF_INBOX_PASSWORD",)
-# How long each store keeps what visitors gave, in days (actions/retention.py deletes the rest).
+# How long each store keeps what visitors gave, in days (clinic_core/retention.py deletes the rest).
 DEFAULT_CONVERSATION_RETENTION_DAYS = 30
 DEFAULT_HANDOFF_RETENTION_DAYS = 365
 # A hundred years: past this a cut-off date would fall before year 1.
