@@ -123,12 +123,14 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
     # alone loses to a surer emergency reading of the whole message ("my toddler got into my
     # purse, think he swallowed some pills, now he's floppy": the middle clause reads as an overdose).
     clause_crisis = scores.get(CRISIS_CLAUSE, 0.0)
+    # The classifier's crisis reading: the whole message's or its most alarming clause's.
+    crisis_reading = max(scores[CRISIS], clause_crisis)
     surer_emergency = scores[MEDICAL_EMERGENCY] >= max(emergency_bar, clause_crisis)
     if not benign_reading and clause_crisis >= config["clause_crisis_threshold"] and not surer_emergency:
         return CRISIS, "classifier:clause"
     # DIET alone over-reads low mood ("i'm sad nothing has worked") and the classifier alone
     # misses some indirect wording: together, the mean of their crisis probabilities.
-    combined = (scores.get(MODEL_CRISIS, 0.0) + max(scores[CRISIS], scores.get(CRISIS_CLAUSE, 0.0))) / 2
+    combined = (scores.get(MODEL_CRISIS, 0.0) + crisis_reading) / 2
     if not benign_reading and combined >= config["combined_crisis_threshold"]:
         return CRISIS, "model"
     if scores[MEDICAL_EMERGENCY] >= emergency_bar:
@@ -146,7 +148,6 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
         # Suicidal intent phrased as an emergency ("tell the doctor thanks for everything, i'm done
         # fighting this"): DIET hears an emergency that the classifier reads more as a crisis. The
         # crisis reply has 911 too; 911 alone would leave out 988.
-        crisis_reading = max(scores[CRISIS], clause_crisis)
         if not benign_reading and crisis_reading >= config["intent_crisis_threshold"] \
                 and crisis_reading > scores[MEDICAL_EMERGENCY]:
             return CRISIS, "model:intent"
