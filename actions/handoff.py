@@ -1,4 +1,4 @@
-"""Ends the booking form: stores the handoff with its staff notifications, or lets it go."""
+"""Ends the booking form: stores the handoff (the outbox sender notifies staff), or lets it go."""
 import logging
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Text, Tuple
@@ -11,7 +11,6 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.booking_form import BOOKING_SLOTS, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TIME_LENGTH
 from actions.contact_details import normalise_email, normalise_us_phone
 from clinic_core.clinic import WEEKDAYS, Clinic, format_time, load_clinic
-from clinic_core.notifications import render_notifications
 from clinic_core.settings import CLINIC_FILE, load_settings
 from clinic_core.storage import HandoffRequest, HandoffStore
 
@@ -117,8 +116,7 @@ class ActionSubmitBooking(Action):
         )
         settings = load_settings()
         try:
-            store_for(settings.database_url).create_handoff(
-                request, lambda handoff_id, saved: render_notifications(handoff_id, saved, settings))
+            store_for(settings.database_url).create_handoff(request)
         except Exception as error:  # any storage failure: never tell the visitor it worked
             # The type only: a traceback can carry the visitor's details.
             logger.error("Could not store the handoff for conversation %s: %s", tracker.sender_id,

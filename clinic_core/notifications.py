@@ -1,7 +1,7 @@
 """Staff notifications: what a new handoff's email and webhook message say, and sending them.
 
-The action server renders them into the outbox with the handoff (actions/handoff.py);
-the sender (staff/sender.py) delivers them. Wording lives in clinic_core/templates/.
+The outbox sender (staff/sender.py) renders them from each new handoff, per its own
+settings, and delivers them. Wording lives in clinic_core/templates/.
 """
 import json
 import smtplib

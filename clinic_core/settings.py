@@ -82,6 +82,8 @@ class Settings:
     retry_max_seconds: float
     # How long a sender owns a claimed notification (longer than one delivery can take).
     outbox_lease_seconds: float
+    # How many due notifications a sender claims in one transaction.
+    outbox_claim_batch: int
     # After this many failed attempts a notification is marked failed and no longer retried.
     outbox_max_attempts: int
 
@@ -222,5 +224,6 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         retry_base_seconds=_number(environ, "OUTBOX_RETRY_BASE_SECONDS", "5", float, 0.0),
         retry_max_seconds=_number(environ, "OUTBOX_RETRY_MAX_SECONDS", "600", float, 0.0),
         outbox_lease_seconds=_number(environ, "OUTBOX_LEASE_SECONDS", "120", float, 1.0),
+        outbox_claim_batch=_number(environ, "OUTBOX_CLAIM_BATCH", "10", int, 1),
         outbox_max_attempts=_number(environ, "OUTBOX_MAX_ATTEMPTS", "30", int, 1),
     )

@@ -1,14 +1,16 @@
 """Handoffs and their staff notifications, in any SQL database SQLAlchemy supports; the staff
-inbox's accounts and audit log are tables in the same database.
+inbox's accounts and audit log are tables in the same database. The schema is versioned with
+Alembic (clinic_core/migrate.py).
 
-A handoff and its outbox rows are written in one transaction: a request the visitor was
-told about always has its notifications queued, and a failed write queues nothing.
+A handoff and one outbox event are written in one transaction: a request the visitor was told
+about is always announced. The outbox sender renders each event into one notification per
+channel it has switched on (staff/sender.py), again in one transaction, and delivers those.
 Times are stored as naive UTC.
 
 Every database failure (unreachable, locked, refused) surfaces as StorageUnavailable, whose
 text names only the error's type: statements' parameters (visitors' details) are never
-logged. The schema is created on first use, so a process starts with the database down
-and works once it is back.
+logged. The schema is brought up to date on first use, so a process starts with the database
+down and works once it is back.
 """
 import os
 import threading
@@ -19,12 +21,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from alembic.util import CommandError
 from sqlalchemy import (
     JSON,
     Boolean,
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -35,13 +39,13 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
+
+from clinic_core import migrate
 
 STATUSES = ("new", "contacted", "booked", "closed")
 # A handoff id as typed in a URL or a command: more digits would overflow the database's integer.
@@ -82,10 +86,25 @@ outbox = Table(
     Column("idempotency_key", String(64)),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime, nullable=False),
-    # A sender that claims a row owns it until then, so two senders never send it twice.
+    # A sender that claims a row owns it until then, so two senders never send it twice; the
+    # claim's own token tells the sender which rows of a batch it won.
     Column("locked_until", DateTime),
+    Column("claimed_by", String(32)),
     Column("last_error", Text),
     Column("sent_at", DateTime),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
+# What the action server writes with a handoff; a sender turns it into the outbox rows above.
+HANDOFF_CREATED = "handoff_created"
+outbox_events = Table(
+    "outbox_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("handoff_id", Integer, ForeignKey("handoffs.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("processed_at", DateTime),  # when a sender queued its notifications
+    Index("ix_outbox_events_unprocessed", "processed_at", "id"),
 )
 
 # The staff inbox's accounts and audit log live in the same database (staff/accounts.py, staff/audit.py).
@@ -164,7 +183,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def _create_private_sqlite_file(url: str) -> None:
+def prepare_sqlite_file(url: str) -> None:
     """A new SQLite file is made readable by its owner only (SQLite's journals copy the mode)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
@@ -174,14 +193,11 @@ def _create_private_sqlite_file(url: str) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
-def _upgrade_schema(connection: Connection) -> None:
-    """Adds what later versions added to a database made by an earlier one."""
-    if "idempotency_key" not in {column["name"] for column in inspect(connection).get_columns("outbox")}:
-        connection.execute(text("ALTER TABLE outbox ADD COLUMN idempotency_key VARCHAR(64)"))
-    for notification_id in connection.execute(
-            select(outbox.c.id).where(outbox.c.idempotency_key.is_(None))).scalars().all():
-        connection.execute(update(outbox).where(outbox.c.id == notification_id)
-                           .values(idempotency_key=new_idempotency_key()))
+def request_from_row(row: Dict[str, Any]) -> HandoffRequest:
+    return HandoffRequest(
+        full_name=row["full_name"], preferred_time=row["preferred_time"], consent=row["consent"],
+        conversation_id=row["conversation_id"], phone=row["phone"], email=row["email"],
+        reason=row["reason"], visitor_messages=list(row["visitor_messages"] or []))
 
 
 class HandoffStore:
@@ -197,13 +213,11 @@ class HandoffStore:
         try:
             with self._schema_lock:
                 if not self._schema_ready:
-                    _create_private_sqlite_file(self.url)
-                    metadata.create_all(self.engine)
-                    with self.engine.begin() as connection:
-                        _upgrade_schema(connection)
+                    prepare_sqlite_file(self.url)
+                    migrate.upgrade(self.engine)
                     self._schema_ready = True
             yield
-        except (SQLAlchemyError, OSError) as error:
+        except (SQLAlchemyError, OSError, CommandError) as error:
             raise StorageUnavailable(type(error).__name__) from error
 
     @contextmanager
@@ -217,7 +231,8 @@ class HandoffStore:
         with self._database(), self.engine.connect() as connection:
             yield connection
 
-    def create_handoff(self, request: HandoffRequest, render: RenderNotifications) -> int:
+    def create_handoff(self, request: HandoffRequest) -> int:
+        """Stores the handoff with the one event that has the senders announce it."""
         now = utcnow()
         with self._database(), self.engine.begin() as connection:
             handoff_id = connection.execute(insert(handoffs).values(
@@ -227,13 +242,40 @@ class HandoffStore:
                 conversation_id=request.conversation_id,
                 visitor_messages=list(request.visitor_messages),
             )).inserted_primary_key[0]
-            for notification in render(handoff_id, request):
-                connection.execute(insert(outbox).values(
-                    handoff_id=handoff_id, channel=notification.channel,
-                    subject=notification.subject, body=notification.body, created_at=now,
-                    status="pending", attempts=0, next_attempt_at=now, idempotency_key=new_idempotency_key(),
-                ))
+            connection.execute(insert(outbox_events).values(
+                handoff_id=handoff_id, kind=HANDOFF_CREATED, created_at=now))
         return handoff_id
+
+    def queue_notifications(self, render: RenderNotifications, limit: int = 50) -> int:
+        """Renders the oldest unprocessed events into outbox rows, each event with its rows in
+        one transaction; returns how many rows were queued.
+
+        An event is processed once however many senders run: PostgreSQL hands each event to
+        one sender (FOR UPDATE SKIP LOCKED); everywhere, only the sender whose conditional
+        update marks it processed queues its rows.
+        """
+        queued = 0
+        with self._database(), self.engine.begin() as connection:
+            events = connection.execute(
+                select(outbox_events.c.id, outbox_events.c.handoff_id)
+                .where(outbox_events.c.processed_at.is_(None)).order_by(outbox_events.c.id).limit(limit)
+                .with_for_update(skip_locked=True)).all()
+            now = utcnow()
+            for event_id, handoff_id in events:
+                won = connection.execute(
+                    update(outbox_events).where(outbox_events.c.id == event_id, outbox_events.c.processed_at.is_(None))
+                    .values(processed_at=now)).rowcount == 1
+                row = connection.execute(select(handoffs).where(handoffs.c.id == handoff_id)).first()
+                if not won or row is None:
+                    continue
+                for notification in render(handoff_id, request_from_row(row._mapping)):
+                    connection.execute(insert(outbox).values(
+                        handoff_id=handoff_id, channel=notification.channel,
+                        subject=notification.subject, body=notification.body, created_at=now,
+                        status="pending", attempts=0, next_attempt_at=now, idempotency_key=new_idempotency_key(),
+                    ))
+                    queued += 1
+        return queued
 
     def list_handoffs(self, status: Optional[str] = None, limit: int = 200) -> List[Dict[str, Any]]:
         query = select(handoffs).order_by(handoffs.c.created_at.desc(), handoffs.c.id.desc()).limit(limit)
@@ -250,7 +292,10 @@ class HandoffStore:
             notifications = connection.execute(
                 select(outbox).where(outbox.c.handoff_id == handoff_id).order_by(outbox.c.id)
             )
-            return {**row._mapping, "notifications": [dict(n._mapping) for n in notifications]}
+            unprocessed = connection.execute(select(func.count()).where(
+                outbox_events.c.handoff_id == handoff_id, outbox_events.c.processed_at.is_(None))).scalar()
+            return {**row._mapping, "notifications": [dict(n._mapping) for n in notifications],
+                    "notifications_to_queue": bool(unprocessed)}
 
     def set_status(self, handoff_id: int, status: str, also: Optional[AlsoInTransaction] = None) -> bool:
         """False when there is no such handoff; `also` runs in the same transaction after the change."""
@@ -274,6 +319,7 @@ class HandoffStore:
         """
         with self.transaction() as connection:
             connection.execute(delete(outbox).where(outbox.c.handoff_id == handoff_id))
+            connection.execute(delete(outbox_events).where(outbox_events.c.handoff_id == handoff_id))
             if connection.execute(delete(handoffs).where(handoffs.c.id == handoff_id)).rowcount != 1:
                 return False
             if also:
@@ -286,51 +332,62 @@ class HandoffStore:
         old = select(handoffs.c.id).where(handoffs.c.created_at < cutoff)
         with self._database(), self.engine.begin() as connection:
             notifications = connection.execute(delete(outbox).where(outbox.c.handoff_id.in_(old))).rowcount
+            connection.execute(delete(outbox_events).where(outbox_events.c.handoff_id.in_(old)))
             deleted = connection.execute(delete(handoffs).where(handoffs.c.created_at < cutoff)).rowcount
         return deleted, notifications
 
     # --- outbox ----------------------------------------------------------------
-    def claim_next_notification(self, now: datetime, lease: timedelta) -> Optional[Dict[str, Any]]:
-        """The oldest due pending notification, claimed for `lease` by this caller; None when none is due.
+    def claim_notifications(self, now: datetime, lease: timedelta, limit: int) -> List[Dict[str, Any]]:
+        """Up to `limit` due pending notifications, oldest first, claimed in one transaction for
+        `lease` by this caller; empty when none is due.
 
-        One row at a time, so a sender that dies holds back only the one it was sending.
+        PostgreSQL skips rows another sender holds (FOR UPDATE SKIP LOCKED); on every database
+        the conditional update claims only rows still free, under this claim's own token, so
+        two senders never hold one row.
         """
         claimable = (outbox.c.status == "pending") & (
             outbox.c.locked_until.is_(None) | (outbox.c.locked_until <= now))
-        with self._database():
-            while True:
-                with self.engine.begin() as connection:
-                    notification_id = connection.execute(
-                        select(outbox.c.id).where(claimable, outbox.c.next_attempt_at <= now)
-                        .order_by(outbox.c.id).limit(1)
-                    ).scalar()
-                    if notification_id is None:
-                        return None
-                    # Conditional update: only one claimant wins a row; a loser looks again.
-                    won = connection.execute(
-                        update(outbox).where(outbox.c.id == notification_id, claimable)
-                        .values(locked_until=now + lease)
-                    ).rowcount == 1
-                    if won:
-                        row = connection.execute(select(outbox).where(outbox.c.id == notification_id)).first()
-                        return dict(row._mapping)
+        token = uuid.uuid4().hex
+        with self._database(), self.engine.begin() as connection:
+            ids = connection.execute(
+                select(outbox.c.id).where(claimable, outbox.c.next_attempt_at <= now)
+                .order_by(outbox.c.id).limit(limit).with_for_update(skip_locked=True)
+            ).scalars().all()
+            if not ids:
+                return []
+            connection.execute(update(outbox).where(outbox.c.id.in_(ids), claimable)
+                               .values(locked_until=now + lease, claimed_by=token))
+            rows = connection.execute(select(outbox).where(outbox.c.id.in_(ids), outbox.c.claimed_by == token)
+                                      .order_by(outbox.c.id))
+            return [dict(row._mapping) for row in rows]
+
+    def release(self, notification_ids: List[int], claimed_by: str) -> None:
+        """Gives back claimed notifications this caller will not send now."""
+        with self._database(), self.engine.begin() as connection:
+            connection.execute(update(outbox).values(locked_until=None, claimed_by=None)
+                               .where(outbox.c.id.in_(notification_ids), outbox.c.claimed_by == claimed_by))
 
     def mark_sent(self, notification_id: int, now: datetime) -> None:
         with self._database(), self.engine.begin() as connection:
             connection.execute(update(outbox).where(outbox.c.id == notification_id).values(
                 status="sent", sent_at=now, attempts=outbox.c.attempts + 1,
-                locked_until=None, last_error=None,
+                locked_until=None, claimed_by=None, last_error=None,
             ))
 
     def mark_attempt_failed(self, notification_id: int, error: str, next_attempt_at: Optional[datetime]) -> None:
         """Records a failed attempt; with no next attempt the notification is given up as failed."""
-        values: Dict[str, Any] = {"attempts": outbox.c.attempts + 1, "locked_until": None, "last_error": error[:1000]}
+        values: Dict[str, Any] = {"attempts": outbox.c.attempts + 1, "locked_until": None, "claimed_by": None,
+                                  "last_error": error[:1000]}
         if next_attempt_at is None:
             values["status"] = "failed"
         else:
             values["next_attempt_at"] = next_attempt_at
         with self._database(), self.engine.begin() as connection:
             connection.execute(update(outbox).where(outbox.c.id == notification_id).values(**values))
+
+    def unqueued_event_count(self) -> int:
+        with self._database(), self.engine.connect() as connection:
+            return connection.execute(select(func.count()).where(outbox_events.c.processed_at.is_(None))).scalar()
 
     def undelivered_counts(self) -> Tuple[int, int, int]:
         """Pending notifications, those of them that have failed an attempt, and those given up as failed."""

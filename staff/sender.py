@@ -1,15 +1,18 @@
 """Delivers the outbox: each staff notification once, retried with back-off until it goes.
 
-Started by `make run` (`python -m staff.sender`). A handoff's notifications are written
-with it in one transaction, so an SMTP or webhook outage only delays them: they stay
+Started by `make run` (`python -m staff.sender`). A handoff is stored with one outbox event
+in one transaction (actions/handoff.py); the sender renders each event into one notification
+per channel switched on in its own settings (SMTP_*, STAFF_WEBHOOK_URL), so only the senders
+hold those secrets. An SMTP or webhook outage only delays notifications: they stay
 pending, retried after 5 s, 10 s, 20 s ... capped at OUTBOX_RETRY_MAX_SECONDS, and are
 delivered when the service returns. After OUTBOX_MAX_ATTEMPTS, or at once when a
 notification can never be sent (clinic_core/notifications.py's Undeliverable: a header it cannot
 carry, an SMTP 5xx answer to the message, a webhook's 4xx that says the request is wrong),
 it is marked `failed` (the staff inbox shows it).
 
-Rows are claimed one at a time with a lease, so two senders never both send one and a
-sender that dies holds back only the row it was sending. Every attempt carries the row's
+Rows are claimed in batches (OUTBOX_CLAIM_BATCH) with a lease, so two senders never both send
+one; past half the lease a sender gives back what it has not sent yet, and a sender that dies
+holds back only its batch, for the lease. Every attempt carries the row's
 idempotency key (Message-ID, Idempotency-Key), so a repeat after such a death is the same
 message. A database error (locked, unreachable) never stops the sender: it waits, doubling
 the wait up to OUTBOX_RETRY_MAX_SECONDS, and carries on. Logs name ids and error types only.
@@ -20,9 +23,9 @@ import sys
 import time
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
-from clinic_core.notifications import Undeliverable, deliver
+from clinic_core.notifications import Undeliverable, deliver, render_notifications
 from clinic_core.settings import SETTINGS_ERROR_EXIT, Settings, SettingsError, load_settings
 from clinic_core.storage import HandoffStore, StorageUnavailable, utcnow
 
@@ -59,34 +62,52 @@ def until_stored(record: Callable[[], None], settings: Settings) -> None:
             time.sleep(wait)
 
 
+def queue_new_notifications(store: HandoffStore, settings: Settings) -> int:
+    """Renders new handoffs' events into notifications for the channels this sender has on."""
+    return store.queue_notifications(lambda handoff_id, request: render_notifications(handoff_id, request, settings))
+
+
+def deliver_claimed(store: HandoffStore, settings: Settings, notification: Dict[str, Any], now: datetime) -> bool:
+    """One attempt at one claimed notification, recorded; True when it went."""
+    notification_id, channel = notification["id"], notification["channel"]
+    attempt = notification["attempts"] + 1
+    try:
+        deliver(settings, notification)
+    except Exception as error:  # noqa: BLE001 (any failure: keep it, retry or give up)
+        permanent = isinstance(error, Undeliverable)
+        next_attempt = None if permanent or attempt >= settings.outbox_max_attempts \
+            else now + retry_delay(notification["attempts"], settings)
+        store.mark_attempt_failed(notification_id, f"{type(error).__name__}: {error}", next_attempt)
+        if next_attempt is None:
+            logger.error("%s notification %s failed for good after %d attempt(s) (%s)",
+                         channel, notification_id, attempt, describe(error))
+        else:
+            logger.warning("%s notification %s: attempt %d failed (%s); next try at %s UTC",
+                           channel, notification_id, attempt, describe(error), next_attempt)
+        return False
+    until_stored(partial(store.mark_sent, notification_id, utcnow()), settings)
+    logger.info("%s notification %s delivered", channel, notification_id)
+    return True
+
+
 def run_once(store: HandoffStore, settings: Settings, now: Optional[datetime] = None) -> int:
-    """Tries every due notification once, one claim at a time; returns how many were delivered.
+    """Queues new handoffs' notifications, then tries every due notification once, a claimed
+    batch at a time; returns how many were delivered.
 
     Raises StorageUnavailable when the database cannot be read or written.
     """
     now = now or utcnow()
+    queue_new_notifications(store, settings)
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     delivered = 0
-    while (notification := store.claim_next_notification(now, lease)) is not None:
-        notification_id, channel = notification["id"], notification["channel"]
-        attempt = notification["attempts"] + 1
-        try:
-            deliver(settings, notification)
-        except Exception as error:  # noqa: BLE001 (any failure: keep it, retry or give up)
-            permanent = isinstance(error, Undeliverable)
-            next_attempt = None if permanent or attempt >= settings.outbox_max_attempts \
-                else now + retry_delay(notification["attempts"], settings)
-            store.mark_attempt_failed(notification_id, f"{type(error).__name__}: {error}", next_attempt)
-            if next_attempt is None:
-                logger.error("%s notification %s failed for good after %d attempt(s) (%s)",
-                             channel, notification_id, attempt, describe(error))
-            else:
-                logger.warning("%s notification %s: attempt %d failed (%s); next try at %s UTC",
-                               channel, notification_id, attempt, describe(error), next_attempt)
-        else:
-            until_stored(partial(store.mark_sent, notification_id, utcnow()), settings)
-            delivered += 1
-            logger.info("%s notification %s delivered", channel, notification_id)
+    while batch := store.claim_notifications(now, lease, settings.outbox_claim_batch):
+        claimed_at = time.monotonic()
+        for index, notification in enumerate(batch):
+            if index and time.monotonic() - claimed_at > lease.total_seconds() / 2:
+                # Another sender may take them once the lease ends: give them back before that.
+                store.release([row["id"] for row in batch[index:]], notification["claimed_by"])
+                break
+            delivered += deliver_claimed(store, settings, notification, now)
     return delivered
 
 

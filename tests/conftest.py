@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import spacy
 
-from clinic_core.storage import HandoffStore
+from clinic_core.storage import HandoffRequest, HandoffStore, RenderNotifications
 from scripts.services import Services, rasa_services, staff_services
 from staff.accounts import Accounts
 from staff.audit import VIA_COMMAND_LINE, Actor
@@ -38,16 +38,21 @@ def stack(tmp_path_factory):
     smtp.start()
     env = {
         "DATABASE_URL": f"sqlite:///{directory / 'handoffs.db'}",
+        "STAFF_INBOX_URL": f"http://localhost:{INBOX_PORT}", "TRACKER_DB": str(directory / "tracker.db"),
+    }
+    # Only the sender has the notification settings: it renders and sends, the action server only stores.
+    sender_env = {
         "STAFF_EMAIL": "team@clinic.test", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port),
         "STAFF_WEBHOOK_URL": "",  # never a developer's real channel
         # The defaults (minimal notifications, plain SMTP to this machine), whatever a developer's .env says.
         "NOTIFY_EMAIL_INCLUDE_DETAILS": "", "SMTP_SECURITY": "", "SMTP_ALLOW_PLAINTEXT": "",
-        "STAFF_INBOX_URL": f"http://localhost:{INBOX_PORT}", "TRACKER_DB": str(directory / "tracker.db"),
         "OUTBOX_POLL_SECONDS": "0.5",
     }
     add_inbox_account(env["DATABASE_URL"], INBOX_USERNAME, INBOX_PASSWORD)
-    services = (rasa_services(str(MODEL), RASA_PORT, ACTION_PORT, str(directory / "tracker.db"), env)
-                + staff_services(INBOX_PORT, env))
+    blank_notifications = {name: "" for name in sender_env}
+    services = (rasa_services(str(MODEL), RASA_PORT, ACTION_PORT, str(directory / "tracker.db"),
+                              {**env, **blank_notifications})
+                + staff_services(INBOX_PORT, {**env, **sender_env}))
     log_path = directory / "services.log"  # every process's output, as `make run` prints it
     try:
         with log_path.open("a", encoding="utf-8") as log, Services(services, log=Tee(sys.stdout, log)):
@@ -79,3 +84,10 @@ class Tee:
             for sink in self.sinks:
                 if not sink.closed:
                     sink.flush()
+
+
+def handoff_with_notifications(store: HandoffStore, request: HandoffRequest, render: RenderNotifications) -> int:
+    """A stored handoff whose outbox event a sender has already rendered with `render`."""
+    handoff_id = store.create_handoff(request)
+    store.queue_notifications(render)
+    return handoff_id

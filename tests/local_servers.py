@@ -2,6 +2,7 @@
 import json
 import socket
 import threading
+import time
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -38,7 +39,8 @@ class SmtpServer:
 
 
 class WebhookReceiver:
-    def __init__(self, status: int = 200):
+    def __init__(self, status: int = 200, delay_seconds: float = 0.0):
+        """Answers every POST with `status`, after `delay_seconds` (a slow chat service)."""
         self.received, self.status = [], status
         self.idempotency_keys = []  # each request's Idempotency-Key header, in order
         receiver = self
@@ -48,6 +50,7 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.received.append((self.headers["Content-Type"], json.loads(body)))
                 receiver.idempotency_keys.append(self.headers.get("Idempotency-Key"))
+                time.sleep(delay_seconds)
                 self.send_response(receiver.status)
                 self.end_headers()
 

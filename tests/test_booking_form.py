@@ -12,8 +12,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.booking_form import ActionAskBookingConfirmed, ValidateBookingForm
 from actions.handoff import ActionCancelBooking, ActionSubmitBooking, contact_window
 from clinic_core.clinic import load_clinic
-from clinic_core.settings import CLINIC_FILE
+from clinic_core.settings import CLINIC_FILE, load_settings
 from clinic_core.storage import HandoffStore
+from staff.sender import queue_new_notifications
 from tests.conftest import ROOT
 
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text())
@@ -250,7 +251,7 @@ def submit(slots):
 
 
 def test_a_confirmed_booking_is_stored_and_the_form_reset(database, monkeypatch):
-    monkeypatch.setenv("STAFF_EMAIL", "team@clinic.test")
+    monkeypatch.setenv("STAFF_EMAIL", "team@clinic.test")  # the action server ignores these now
     monkeypatch.setenv("SMTP_HOST", "localhost")
     slots, responses = submit({**FILLED, "reason": "anxiety", "booking_confirmed": True})
     [row] = HandoffStore(database).list_handoffs()
@@ -259,7 +260,13 @@ def test_a_confirmed_booking_is_stored_and_the_form_reset(database, monkeypatch)
     assert row["consent"] is True and row["status"] == "new" and row["conversation_id"] == "visitor-1"
     # This conversation's typed messages only: no earlier session, no button payloads.
     assert row["visitor_messages"] == ["does ketamine help with anxiety?", "Dana Whitaker"]
-    [notification] = HandoffStore(database).notifications()
+    # One outbox event; the sender renders it, from its own settings.
+    store = HandoffStore(database)
+    assert store.notifications() == [] and store.unqueued_event_count() == 1
+    sender_settings = load_settings({"DATABASE_URL": database, "STAFF_EMAIL": "team@clinic.test",
+                                     "SMTP_HOST": "localhost"})
+    assert queue_new_notifications(store, sender_settings) == 1
+    [notification] = store.notifications()
     assert notification["channel"] == "email" and notification["status"] == "pending"
     assert notification["subject"] == f"New booking request #{row['id']}"
     assert f"/handoffs/{row['id']}" in notification["body"] and "weekday afternoons" in notification["body"]
@@ -276,10 +283,11 @@ def test_with_no_channel_configured_the_handoff_is_still_stored(database):
     assert HandoffStore(database).notifications() == []
 
 
-def test_a_webhook_gets_its_own_notification(database, monkeypatch):
-    monkeypatch.setenv("STAFF_WEBHOOK_URL", "http://localhost:9/hook")
+def test_a_sender_with_a_webhook_gives_it_its_own_notification(database):
     submit({**FILLED, "booking_confirmed": True})
-    assert [n["channel"] for n in HandoffStore(database).notifications()] == ["webhook"]
+    store = HandoffStore(database)
+    queue_new_notifications(store, load_settings({"DATABASE_URL": database, "STAFF_WEBHOOK_URL": "http://localhost:9/hook"}))
+    assert [n["channel"] for n in store.notifications()] == ["webhook"]
 
 
 def test_without_consent_nothing_is_stored(database):

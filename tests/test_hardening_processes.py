@@ -28,14 +28,14 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
-from clinic_core.notifications import render_notifications, subject_for
+from clinic_core.notifications import subject_for
 from clinic_core.settings import SettingsError, load_settings
 from clinic_core.storage import HandoffRequest, HandoffStore, Notification, StorageUnavailable, utcnow
 from scripts.services import PortInUse, Service, Services, is_ready, rasa_services
 from staff.inbox import create_app
-from staff.sender import run_once
+from staff.sender import queue_new_notifications, run_once
 from staff.signin import LoginThrottle
-from tests.conftest import MODEL, PORT_OFFSET, ROOT
+from tests.conftest import MODEL, PORT_OFFSET, ROOT, handoff_with_notifications
 from tests.local_servers import SmtpServer, WebhookReceiver, free_port
 from tests.test_inbox import add_account, serve, sign_in, signed_in
 from tests.test_rest import CLINIC, DOMAIN, FRAME, QUESTIONS
@@ -70,7 +70,8 @@ def email_environ(tmp_path: Path, smtp_port: int, **extra: str) -> Dict[str, str
 def new_handoff(environ: Dict[str, str], request: HandoffRequest = REQUEST) -> HandoffStore:
     settings = load_settings(environ)
     store = HandoffStore(settings.database_url)
-    store.create_handoff(request, lambda handoff_id, saved: render_notifications(handoff_id, saved, settings))
+    store.create_handoff(request)
+    queue_new_notifications(store, settings)  # as the sender does first
     return store
 
 
@@ -148,9 +149,9 @@ def test_storage_raises_storage_unavailable_when_the_database_cannot_be_reached(
     (tmp_path / "not-a-folder").write_text("")
     store = HandoffStore(f"sqlite:///{tmp_path / 'not-a-folder' / 'handoffs.db'}")  # starts anyway
     with pytest.raises(StorageUnavailable):
-        store.create_handoff(REQUEST, lambda *_: [])
+        store.create_handoff(REQUEST)
     with pytest.raises(StorageUnavailable):
-        store.claim_next_notification(utcnow(), timedelta(minutes=1))
+        store.claim_notifications(utcnow(), timedelta(minutes=1), 10)
 
 
 # --- item 6: no visitor details in errors or logs; private files ----------------------------
@@ -161,7 +162,7 @@ def test_a_failed_write_names_no_visitor_details(tmp_path):
     with sqlite3.connect(tmp_path / "handoffs.db") as connection:
         connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON handoffs BEGIN SELECT RAISE(ABORT, 'no'); END")
     with pytest.raises(StorageUnavailable) as raised:
-        store.create_handoff(REQUEST, lambda *_: [])
+        store.create_handoff(REQUEST)
     assert str(raised.value) == "IntegrityError"
     cause = str(raised.value.__cause__)
     assert "INSERT INTO handoffs" in cause and "SQL parameters hidden" in cause
@@ -228,8 +229,8 @@ def test_a_sender_killed_mid_send_gives_exactly_one_delivery_with_a_stable_messa
             process.kill()
             process.wait(timeout=10)
         first, second = store.notifications()
-        # One claim at a time: the killed sender held only the row it was sending.
-        assert first["locked_until"] is not None and second["locked_until"] is None
+        # The killed sender held its claimed batch, both rows, until its lease ends.
+        assert first["locked_until"] is not None and first["claimed_by"] == second["claimed_by"] is not None
         mailbox.release.set()
         with sender_process(environ):
             wait_until(lambda: len(mailbox.accepted) == 2, 30, "both emails after the restart")
@@ -267,8 +268,9 @@ def test_a_notification_that_can_never_be_sent_fails_at_once_and_shows_in_the_in
         settings = load_settings(environ)
         store = HandoffStore(settings.database_url)
         add_account(store)
-        handoff_id = store.create_handoff(
-            REQUEST, lambda *_: [Notification("email", "New booking request: Dana\nBcc: someone@evil.test", "body")])
+        handoff_id = handoff_with_notifications(
+            store, REQUEST,
+            lambda *_: [Notification("email", "New booking request: Dana\nBcc: someone@evil.test", "body")])
         assert run_once(store, settings) == 0
         assert run_once(store, settings, now=utcnow() + timedelta(days=1)) == 0
         [failed] = store.notifications()
@@ -339,16 +341,6 @@ def test_after_the_maximum_attempts_a_notification_is_failed(tmp_path):
     assert run_once(store, settings, now=utcnow() + timedelta(hours=1)) == 0
     assert [(n["status"], n["attempts"]) for n in store.notifications()] == [("failed", 2)]
     assert store.undelivered_counts() == (0, 0, 1)
-
-
-def test_an_older_database_gets_idempotency_keys(tmp_path):
-    path = tmp_path / "handoffs.db"
-    store = new_handoff(email_environ(tmp_path, 25))
-    with sqlite3.connect(path) as connection:
-        connection.execute("ALTER TABLE outbox DROP COLUMN idempotency_key")
-    [notification] = HandoffStore(f"sqlite:///{path}").notifications()
-    assert re.fullmatch(r"[0-9a-f]{32}", notification["idempotency_key"])
-    assert store.notifications()[0]["idempotency_key"] == notification["idempotency_key"]
 
 
 # --- item 9: inbox lockout ------------------------------------------------------------------

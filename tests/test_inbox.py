@@ -31,7 +31,7 @@ from staff.accounts import Accounts
 from staff.audit import CSV_COLUMNS, VIA_COMMAND_LINE, Actor
 from staff.inbox import SECURITY_HEADERS, ConfigError, announce_accounts, create_app, format_time
 from staff.signin import LoginThrottle
-from tests.conftest import ROOT
+from tests.conftest import ROOT, handoff_with_notifications
 
 USERNAME, PASSWORD = "reception", "correct horse battery staple"
 ADMIN, ADMIN_PASSWORD = "manager", "manager's own long password"
@@ -76,14 +76,10 @@ def serve(app: web.Application) -> Iterator[str]:
         loop.close()
 
 
-def no_notifications(handoff_id: int, request: HandoffRequest) -> List[Notification]:
-    return []
-
-
 def add_handoff(store: HandoffStore, name: str, messages: Optional[List[str]] = None, **fields: str) -> int:
     request = HandoffRequest(full_name=name, preferred_time="Weekday mornings", consent=True,
                              conversation_id=f"conversation-{name}", visitor_messages=messages or [], **fields)
-    return store.create_handoff(request, no_notifications)
+    return store.create_handoff(request)
 
 
 def add_account(store: HandoffStore, username: str = USERNAME, password: str = PASSWORD, role: str = "staff") -> None:
@@ -411,7 +407,8 @@ def test_deleting_removes_the_handoff_its_notifications_and_conversation_and_rec
     visitor = HandoffRequest(full_name="Zebulon Quartermaine", phone="+15550100188", email="zebulon@example.test",
                              preferred_time="weekday mornings", reason="chronic pain", consent=True,
                              conversation_id="visitor-zq-1", visitor_messages=["Zebulon here, please phone 555-0188"])
-    handoff_id = store.create_handoff(visitor, lambda *_: [Notification("email", "New", "Zebulon Quartermaine")])
+    handoff_id = handoff_with_notifications(
+        store, visitor, lambda *_: [Notification("email", "New", "Zebulon Quartermaine")])
     kept_id = add_handoff(store, "Ann")
     conversations_file(tmp_path / "tracker.db", {
         "visitor-zq-1": ["Zebulon here, please phone 555-0188", "chronic pain"],
@@ -490,8 +487,8 @@ def test_list_shows_handoffs_newest_first_in_clinic_time(inbox: str, store: Hand
 def test_empty_list_and_undelivered_notifications(inbox: str, store: HandoffStore) -> None:
     session = signed_in(inbox)
     assert "No handoffs yet." in session.get(f"{inbox}/").text
-    store.create_handoff(HandoffRequest("Ann", "Mornings", True, "c-1"),
-                         lambda handoff_id, request: [Notification("email", "New request", "body")])
+    handoff_with_notifications(store, HandoffRequest("Ann", "Mornings", True, "c-1"),
+                               lambda handoff_id, request: [Notification("email", "New request", "body")])
     assert "1 staff notification not delivered yet" in session.get(f"{inbox}/").text
 
 
@@ -511,8 +508,8 @@ def test_detail_shows_fields_and_escapes_visitor_text(inbox: str, store: Handoff
 
 
 def test_detail_shows_notification_delivery(inbox: str, store: HandoffStore) -> None:
-    handoff_id = store.create_handoff(
-        HandoffRequest("Ann", "Mornings", True, "c-1"),
+    handoff_id = handoff_with_notifications(
+        store, HandoffRequest("Ann", "Mornings", True, "c-1"),
         lambda handoff_id, request: [Notification("email", "s", "b"), Notification("webhook", "s", "b")],
     )
     email, webhook = store.get_handoff(handoff_id)["notifications"]

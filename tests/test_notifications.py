@@ -8,7 +8,8 @@ import pytest
 from clinic_core.notifications import render_notifications
 from clinic_core.settings import SettingsError, load_settings
 from clinic_core.storage import HandoffRequest, HandoffStore, utcnow
-from staff.sender import retry_delay, run_once
+from staff.sender import queue_new_notifications, retry_delay, run_once
+from tests.conftest import handoff_with_notifications
 from tests.local_servers import SmtpServer, WebhookReceiver, free_port
 
 REQUEST = HandoffRequest(
@@ -52,7 +53,8 @@ def settings_for(tmp_path, smtp_port=None, webhook_url=None, **extra):
 
 def new_handoff(settings):
     store = HandoffStore(settings.database_url)
-    handoff_id = store.create_handoff(REQUEST, lambda id_, request: render_notifications(id_, request, settings))
+    handoff_id = store.create_handoff(REQUEST)
+    queue_new_notifications(store, settings)  # as the sender does first
     return store, handoff_id
 
 
@@ -117,7 +119,7 @@ def test_the_time_a_visitor_typed_cannot_inject_slack_markup_in_the_minimal_webh
     store = HandoffStore(settings.database_url)
     request = HandoffRequest(full_name="Sam", phone="+15035550100", email=None, preferred_time="<!channel> & <x|y>",
                              reason=None, consent=True, conversation_id="visitor-8", visitor_messages=[])
-    store.create_handoff(request, lambda id_, saved: render_notifications(id_, saved, settings))
+    handoff_with_notifications(store, request, lambda id_, saved: render_notifications(id_, saved, settings))
     assert run_once(store, settings) == 1
     [(_, payload)] = webhook.received
     assert "Best time to contact: &lt;!channel&gt; &amp; &lt;x|y&gt;" in payload["text"]
@@ -211,10 +213,10 @@ def test_a_claimed_notification_is_not_sent_by_a_second_sender(tmp_path, smtp):
     settings = settings_for(tmp_path, smtp_port=smtp.port)
     store, _ = new_handoff(settings)
     now = utcnow()
-    assert store.claim_next_notification(now, timedelta(minutes=2)) is not None
-    assert store.claim_next_notification(now, timedelta(minutes=2)) is None
+    assert len(store.claim_notifications(now, timedelta(minutes=2), limit=10)) == 1
+    assert store.claim_notifications(now, timedelta(minutes=2), limit=10) == []
     # A sender that died holding the claim: after the lease the row is due again.
-    assert store.claim_next_notification(now + timedelta(minutes=3), timedelta(minutes=2)) is not None
+    assert len(store.claim_notifications(now + timedelta(minutes=3), timedelta(minutes=2), limit=10)) == 1
 
 
 def test_with_no_channel_on_nothing_is_queued(tmp_path):

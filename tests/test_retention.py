@@ -26,7 +26,7 @@ from clinic_core.settings import (
 )
 from clinic_core.storage import HandoffRequest, HandoffStore, Notification, StorageUnavailable, handoffs, utcnow
 from scripts.services import purge_service
-from tests.conftest import ROOT
+from tests.conftest import ROOT, handoff_with_notifications
 
 DAY = 24 * 60 * 60
 NOW = utcnow()
@@ -90,8 +90,9 @@ def events_by_sender(path: Path) -> Dict[str, int]:
 def make_handoff(store: HandoffStore, sender: str, days_ago: float) -> int:
     request = HandoffRequest(full_name="Dana Whitaker", preferred_time="mornings", consent=True,
                              conversation_id=sender, phone="+15035550147", visitor_messages=[OLD_MESSAGE])
-    handoff_id = store.create_handoff(request, lambda *_: [Notification("email", "New request", "body"),
-                                                           Notification("webhook", "New request", "body")])
+    handoff_id = handoff_with_notifications(
+        store, request, lambda *_: [Notification("email", "New request", "body"),
+                                    Notification("webhook", "New request", "body")])
     with store.engine.begin() as connection:
         connection.execute(handoffs.update().where(handoffs.c.id == handoff_id)
                            .values(created_at=NOW - timedelta(days=days_ago)))

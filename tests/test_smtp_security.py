@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from clinic_core.notifications import render_notifications
 from clinic_core.settings import SettingsError, load_settings
 from clinic_core.storage import HandoffRequest, HandoffStore
 from staff.sender import run_once
@@ -98,8 +97,8 @@ def send_one(tmp_path, **environ):
     settings = load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'handoffs.db'}",
                               "STAFF_EMAIL": "team@clinic.test", **environ})
     store = HandoffStore(settings.database_url)
-    store.create_handoff(REQUEST, lambda handoff_id, saved: render_notifications(handoff_id, saved, settings))
-    delivered = run_once(store, settings)
+    store.create_handoff(REQUEST)
+    delivered = run_once(store, settings)  # renders per its settings, then sends
     [notification] = store.notifications()
     return delivered, notification
 

@@ -19,7 +19,7 @@ from staff import cli
 from staff.accounts import Accounts
 from staff.audit import CSV_COLUMNS
 from staff.inbox import format_time
-from tests.conftest import ROOT
+from tests.conftest import ROOT, handoff_with_notifications
 from tests.test_inbox import conversations_file
 
 PASSWORD = "a long enough password"
@@ -53,8 +53,8 @@ def add_handoff(store: HandoffStore, name: str, messages: Sequence[str] = (), wi
                              conversation_id=f"conversation-{name}", phone="(555) 010-0123",
                              email=f"{name.lower()}@example.test", reason="Depression",
                              visitor_messages=list(messages))
-    return store.create_handoff(
-        request, lambda handoff_id, _: [Notification("email", "New request", "body")] if with_email else [])
+    return handoff_with_notifications(
+        store, request, lambda handoff_id, _: [Notification("email", "New request", "body")] if with_email else [])
 
 
 def test_list_is_friendly_when_empty(database_url: str) -> None:
