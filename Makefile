@@ -21,13 +21,8 @@ WIDGET_SOURCES := web/build.mjs $(wildcard web/widget/*.js web/widget/*.css)
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 
-# Embedded defaults: no servers to install. Override any of them in the environment or .env.
--include .env
-# Everything set in .env reaches the processes `make run` starts.
-ENV_FILE_VARS := $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' .env 2>/dev/null)
-ifneq ($(ENV_FILE_VARS),)
-export $(ENV_FILE_VARS)
-endif
+# Embedded defaults: no servers to install. Settings come from the environment or .env, which
+# the commands read as dotenv (clinic_core/environment.py), never as Make syntax.
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 # Reproducible training: with fixed seeds, deterministic single-threaded TensorFlow ops give
@@ -37,18 +32,6 @@ export TF_INTER_OP_PARALLELISM_THREADS := 1
 export TF_INTRA_OP_PARALLELISM_THREADS := 1
 export PYTHONHASHSEED := 0
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
-export ACTION_ENDPOINT_URL ?= http://localhost:5055/webhook
-export TRACKER_DB ?= var/tracker.db
-export RASA_PORT ?= 5005
-export ACTION_PORT ?= 5055
-export DEMO_PORT ?= 8080
-# Browsers may use the assistant from these origins only (channels/settings.py): the demo page.
-export ALLOWED_ORIGINS ?= http://localhost:$(DEMO_PORT),http://127.0.0.1:$(DEMO_PORT)
-# The action server answers only calls carrying this secret; unset, one is made per command.
-ifeq ($(strip $(ACTION_SERVER_TOKEN)),)
-ACTION_SERVER_TOKEN := $(shell od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
-endif
-export ACTION_SERVER_TOKEN
 
 TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.yml' -o -name '*.py' 2>/dev/null)
 
@@ -56,7 +39,7 @@ TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.y
 	test-nlu test-safety eval eval-train lint lock clean
 
 help:
-	@echo "make run    set up, train if needed, start the assistant (REST on :$(RASA_PORT)) and the demo page (:$(DEMO_PORT))"
+	@echo "make run    set up, train if needed, start the assistant (REST on :5005) and the demo page (:8080)"
 	@echo "make test   set up, train if needed, run the whole test suite"
 	@echo "make migrate   bring the handoff database (DATABASE_URL) to the newest schema"
 	@echo "make handoffs  list booking requests in the terminal (staff inbox: http://localhost:8000/)"

@@ -77,12 +77,14 @@ def upgrade(engine: Engine) -> None:
 
 
 def main(argv: Optional[list] = None) -> int:
+    from clinic_core.environment import load_env_file
     from clinic_core.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings
     from clinic_core.storage import make_engine, prepare_sqlite_file
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check that the database is at the newest revision")
     args = parser.parse_args(argv)
+    load_env_file()
     try:
         url = load_settings().database_url
     except SettingsError as error:

@@ -18,6 +18,7 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from clinic_core.environment import load_env_file  # noqa: E402
 from clinic_core.retention import TrackerDatabase, purge_conversations, purge_handoffs  # noqa: E402
 from clinic_core.settings import SETTINGS_ERROR_EXIT, Settings, SettingsError, load_settings  # noqa: E402
 from clinic_core.storage import HandoffStore, StorageUnavailable, utcnow  # noqa: E402
@@ -64,6 +65,7 @@ def main(argv: Optional[list] = None) -> int:
     args = parser.parse_args(argv)
     if args.every is not None and not args.every > 0:
         parser.error("--every must be a number of seconds above 0")
+    load_env_file()  # `make purge`; under `make run` the file was read already
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = load_settings()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from clinic_core.environment import load_env_file  # noqa: E402
 from clinic_core.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings  # noqa: E402
 from scripts.services import (  # noqa: E402
     PortInUse,
@@ -28,6 +29,7 @@ PURGE_EVERY_SECONDS = 24 * 60 * 60
 def main() -> int:
     # Files the services create (databases, the password file) are private to this user.
     os.umask(0o077)
+    load_env_file()
     try:
         settings = load_settings()  # validated once, before anything starts
         rasa_port = int(os.environ.get("RASA_PORT", "5005"))
@@ -36,6 +38,8 @@ def main() -> int:
     except (SettingsError, ValueError) as error:
         print(f"Could not start the assistant: {error}", file=sys.stderr)
         return SETTINGS_ERROR_EXIT
+    # Browsers may use the assistant from the demo page unless the clinic names its own site.
+    os.environ.setdefault("ALLOWED_ORIGINS", f"http://localhost:{demo_port},http://127.0.0.1:{demo_port}")
     inbox_port = settings.staff_inbox_port
     services = Services(rasa_services(
         model=os.environ.get("MODEL", "models/ketamine-assistant.tar.gz"),

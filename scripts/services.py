@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Set
 
 from channels.settings import allowed_origins
+from clinic_core.environment import environment_for
 from clinic_core.settings import SETTINGS_ERROR_EXIT
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +219,9 @@ class Services:
 
     def spawn(self, service: Service) -> None:
         service.process = subprocess.Popen(
-            service.command, cwd=PROJECT_ROOT, env={**os.environ, **service.env}, text=True,
+            service.command, cwd=PROJECT_ROOT, text=True,
+            # Each process sees only the secrets it uses (clinic_core/environment.py).
+            env=environment_for(service.name, {**os.environ, **service.env}),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
         service.started_at, service.announced_ready = time.monotonic(), False

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from zoneinfo import ZoneInfo
 
 from clinic_core.clinic import load_clinic
+from clinic_core.environment import load_env_file
 from clinic_core.retention import TrackerDatabase
 from clinic_core.settings import CLINIC_FILE, load_settings
 from clinic_core.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore
@@ -263,6 +264,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
+    load_env_file()
     settings = load_settings()
     store = HandoffStore(settings.database_url)
     actor = Actor.system_user(VIA_COMMAND_LINE)

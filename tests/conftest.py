@@ -7,6 +7,10 @@ from types import SimpleNamespace
 import pytest
 import spacy
 
+# Hermetic: no developer's .env reaches the tests (clinic_core/environment.py).
+os.environ["ENV_FILE"] = os.devnull
+
+
 from clinic_core.storage import HandoffRequest, HandoffStore, RenderNotifications
 from scripts.services import Services, rasa_services, staff_services
 from staff.accounts import Accounts

@@ -28,6 +28,7 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
+from clinic_core.environment import SECRET_USERS
 from clinic_core.notifications import subject_for
 from clinic_core.settings import SettingsError, load_settings
 from clinic_core.storage import HandoffRequest, HandoffStore, Notification, StorageUnavailable, utcnow
@@ -51,6 +52,7 @@ VISITOR_DETAILS = (NAME, PHONE, EMAIL, MESSAGE)
 # `make run` under test: its own ports, apart from the other suites'.
 RUN_PORTS = {name: port + PORT_OFFSET for name, port in
              {"RASA_PORT": 5705, "ACTION_PORT": 5755, "STAFF_INBOX_PORT": 5708, "DEMO_PORT": 5780}.items()}
+ENV_FILE_PASSWORD, ENV_FILE_INBOX_KEY = "pa#ss$word", "k3y#with$signs-and-32-characters-or-more"
 # A second `make run`, with a bad inbox setting.
 BAD_SETTING_PORTS = {name: port + 10 for name, port in RUN_PORTS.items()}
 
@@ -493,7 +495,11 @@ def make_run(tmp_path_factory):
     assert MODEL.is_file(), "run `make train` first"
     directory = tmp_path_factory.mktemp("make-run")
     (directory / "not-a-folder").write_text("")
+    # Secrets with a `#` and a `$`, which Make syntax used to cut short.
+    (directory / ".env").write_text(f"SMTP_USER=relay-user\nSMTP_PASSWORD='{ENV_FILE_PASSWORD}'\n"
+                                    f'STAFF_INBOX_SECRET_KEY="{ENV_FILE_INBOX_KEY}"  # a comment\n')
     environ = base_environ(
+        ENV_FILE=str(directory / ".env"),
         **{key: str(value) for key, value in RUN_PORTS.items()},
         DATABASE_URL=f"sqlite:///{directory / 'not-a-folder' / 'handoffs.db'}",
         TRACKER_DB=str(directory / "tracker.db"), STAFF_INBOX_PASSWORD_FILE=str(directory / "staff_inbox_password"),
@@ -518,6 +524,26 @@ def ask(question: str, sender: str, rasa_port: int = RUN_PORTS["RASA_PORT"]) -> 
 
 def pid_of(output: Output, name: str) -> int:
     return int(re.findall(rf"\[{name}\] started \(pid (\d+)\)", output.text)[-1])
+
+
+def environment_of(pid: int) -> Dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+def test_each_child_gets_only_the_secrets_it_uses_from_a_dotenv_file(make_run):
+    _, output, _ = make_run
+    seen = {name: environment_of(pid_of(output, name))
+            for name in ("rasa", "actions", "sender", "inbox", "purge")}  # the demo page stops unless built
+    assert (seen["sender"]["SMTP_USER"], seen["sender"]["SMTP_PASSWORD"]) == ("relay-user", ENV_FILE_PASSWORD)
+    assert seen["inbox"]["STAFF_INBOX_SECRET_KEY"] == ENV_FILE_INBOX_KEY
+    assert seen["rasa"]["ACTION_SERVER_TOKEN"] == seen["actions"]["ACTION_SERVER_TOKEN"]
+    for name, environment in seen.items():
+        assert environment["ENV_FILE"] == os.devnull  # a child never reads the file itself
+        held = {secret for secret in SECRET_USERS if secret in environment}
+        assert held <= {secret for secret, users in SECRET_USERS.items() if name in users}, name
+    assert "SMTP_PASSWORD" not in seen["inbox"] and "STAFF_INBOX_SECRET_KEY" not in seen["sender"]
+    assert not {"SMTP_PASSWORD", "DATABASE_URL", "STAFF_INBOX_SECRET_KEY"} & set(seen["rasa"])
 
 
 def test_make_run_answers_with_the_handoff_database_unreachable(make_run):
