@@ -19,7 +19,8 @@ from sanic import Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from clinic_core.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings
+from clinic_core.clinic import ClinicConfigError, load_clinic
+from clinic_core.settings import CLINIC_FILE, SETTINGS_ERROR_EXIT, SettingsError, load_settings
 
 MIN_TOKEN_LENGTH = 32
 OPEN_PATHS = {"/health"}  # readiness checks carry no secret
@@ -63,7 +64,8 @@ def main() -> None:
     try:
         token = action_server_token()
         load_settings()  # checked once here; the actions read them again when they run
-    except (ActionServerSettingsError, SettingsError) as error:
+        load_clinic(CLINIC_FILE)
+    except (ActionServerSettingsError, SettingsError, ClinicConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(SETTINGS_ERROR_EXIT)
     host = os.environ.get("ACTION_HOST", "127.0.0.1")

@@ -3,8 +3,11 @@ from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+
+from clinic_core.settings import is_web_address
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 REQUIRED_FIELDS = ("name", "phone", "email", "address", "website", "timezone", "hours")
@@ -81,14 +84,29 @@ def _parse_opening(day: str, value: str) -> OpeningHours:
 
 
 def load_clinic(path: Path) -> Clinic:
+    """Raises ClinicConfigError, naming the field, for anything the assistant could not use."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError as error:
         raise ClinicConfigError(f"clinic file not found: {path}") from error
+    except yaml.YAMLError as error:
+        raise ClinicConfigError(f"{path}: not valid YAML ({type(error).__name__})") from error
+    if not isinstance(data, dict):
+        raise ClinicConfigError(f"{path}: expected name, phone, email, address, website, timezone and hours")
     missing = [field for field in REQUIRED_FIELDS if not data.get(field)]
     if missing:
         raise ClinicConfigError(f"{path}: missing {', '.join(missing)}")
+    try:
+        ZoneInfo(str(data["timezone"]))
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ClinicConfigError(f"{path}: timezone: unknown time zone {data['timezone']!r} "
+                                f"(an IANA name such as America/New_York)") from error
+    if not is_web_address(str(data["website"])):
+        raise ClinicConfigError(f"{path}: website: expected an address like https://www.example-clinic.test, "
+                                f"not {data['website']!r}")
     hours = data["hours"]
+    if not isinstance(hours, dict):
+        raise ClinicConfigError(f"{path}: hours: expected one line per day, like monday: \"09:00-17:00\"")
     unknown = set(hours) - set(WEEKDAYS)
     if unknown:
         raise ClinicConfigError(f"{path}: unknown days in hours: {', '.join(sorted(unknown))}")

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Tuple, TypeVar, Union
+from urllib.parse import urlsplit
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 Number = TypeVar("Number", int, float)
@@ -174,6 +175,18 @@ def _smtp_security(environ: Mapping[str, str], host: Optional[str]) -> Tuple[str
     return text, allow_plaintext
 
 
+def is_web_address(text: str) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in text)
+
+
+def _web_address(environ: Mapping[str, str], name: str) -> Optional[str]:
+    text = _get(environ, name)
+    if text is not None and not is_web_address(text):
+        raise SettingsError(f"{name} must be an http:// or https:// address, not {text!r}")
+    return text
+
+
 def _networks(environ: Mapping[str, str], name: str) -> Tuple[Network, ...]:
     networks = []
     for item in (_get(environ, name) or "").split(","):
@@ -207,12 +220,12 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         smtp_security=smtp_security,
         smtp_allow_plaintext=smtp_allow_plaintext,
         smtp_from=_get(environ, "SMTP_FROM") or "assistant@localhost",
-        staff_webhook_url=_get(environ, "STAFF_WEBHOOK_URL"),
+        staff_webhook_url=_web_address(environ, "STAFF_WEBHOOK_URL"),
         notify_email_include_details=_flag(environ, "NOTIFY_EMAIL_INCLUDE_DETAILS", False),
         notify_webhook_include_details=_flag(environ, "NOTIFY_WEBHOOK_INCLUDE_DETAILS", False),
         staff_inbox_host=environ.get("STAFF_INBOX_HOST", "127.0.0.1"),
         staff_inbox_port=inbox_port,
-        staff_inbox_url=(_get(environ, "STAFF_INBOX_URL") or f"http://localhost:{inbox_port}").rstrip("/"),
+        staff_inbox_url=(_web_address(environ, "STAFF_INBOX_URL") or f"http://localhost:{inbox_port}").rstrip("/"),
         staff_inbox_password_file=Path(_get(environ, "STAFF_INBOX_PASSWORD_FILE")
                                        or PROJECT_ROOT / "var" / "staff_inbox_password"),
         staff_inbox_secret_key=_get(environ, "STAFF_INBOX_SECRET_KEY"),

@@ -11,8 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from clinic_core.clinic import ClinicConfigError, load_clinic  # noqa: E402
 from clinic_core.environment import load_env_file  # noqa: E402
-from clinic_core.settings import SETTINGS_ERROR_EXIT, SettingsError, load_settings  # noqa: E402
+from clinic_core.settings import CLINIC_FILE, SETTINGS_ERROR_EXIT, SettingsError, load_settings  # noqa: E402
 from scripts.services import (  # noqa: E402
     PortInUse,
     Services,
@@ -32,10 +33,11 @@ def main() -> int:
     load_env_file()
     try:
         settings = load_settings()  # validated once, before anything starts
+        load_clinic(Path(os.environ.get("CLINIC_FILE") or CLINIC_FILE))  # its time zone, hours and website
         rasa_port = int(os.environ.get("RASA_PORT", "5005"))
         action_port = int(os.environ.get("ACTION_PORT", "5055"))
         demo_port = int(os.environ.get("DEMO_PORT", "8080"))
-    except (SettingsError, ValueError) as error:
+    except (SettingsError, ClinicConfigError, ValueError) as error:
         print(f"Could not start the assistant: {error}", file=sys.stderr)
         return SETTINGS_ERROR_EXIT
     # Browsers may use the assistant from the demo page unless the clinic names its own site.

@@ -72,6 +72,11 @@ def test_hours_are_summarised_by_runs_of_days(tmp_path):
     (CLINIC_YAML.replace('"08:30-12:00"', '"noon"'), "hours.friday"),
     (CLINIC_YAML.replace('"08:30-12:00"', '"12:00-08:30"'), "before closing"),
     (CLINIC_YAML.replace("saturday", "caturday"), "unknown days"),
+    (CLINIC_YAML.replace("America/New_York", "Eastern"), "timezone: unknown time zone 'Eastern'"),
+    (CLINIC_YAML.replace("https://test.example", "test dot example"), "website"),
+    (CLINIC_YAML.split("hours:")[0] + "hours: weekdays\n", "hours: expected one line per day"),
+    ("name: [unclosed", "not valid YAML"),
+    ("- just a list", "expected name, phone"),
 ])
 def test_a_broken_clinic_file_is_explained(tmp_path, broken, message):
     path = tmp_path / "clinic.yml"

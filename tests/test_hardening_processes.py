@@ -398,6 +398,10 @@ def test_settings_are_validated_with_the_variable_named():
         load_settings({"OUTBOX_MAX_ATTEMPTS": "0"})
     with pytest.raises(SettingsError, match="OUTBOX_POLL_SECONDS"):
         load_settings({"OUTBOX_POLL_SECONDS": "nan"})
+    with pytest.raises(SettingsError, match="STAFF_INBOX_URL must be an http"):
+        load_settings({"STAFF_INBOX_URL": "inbox.clinic.test"})
+    with pytest.raises(SettingsError, match="STAFF_WEBHOOK_URL must be an http"):
+        load_settings({"STAFF_WEBHOOK_URL": "hooks.slack.com/services/T0"})
 
 
 # --- items 1 and 12: the supervisor ---------------------------------------------------------
@@ -411,6 +415,15 @@ def test_a_bad_setting_stops_make_run_before_anything_starts():
     process = run_all(base_environ(OUTBOX_MAX_ATTEMPTS="zero"))
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 2 and "OUTBOX_MAX_ATTEMPTS must be a number" in output
+    assert "started (pid" not in output
+
+
+def test_a_broken_clinic_file_stops_make_run_before_anything_starts(tmp_path):
+    clinic = tmp_path / "clinic.yml"
+    clinic.write_text(re.sub(r"(?m)^timezone: .*$", "timezone: Mars/Olympus_Mons", (ROOT / "clinic.yml").read_text()))
+    process = run_all(base_environ(CLINIC_FILE=str(clinic)))
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2 and "timezone: unknown time zone 'Mars/Olympus_Mons'" in output
     assert "started (pid" not in output
 
 
