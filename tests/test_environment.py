@@ -1,7 +1,9 @@
 """Settings from a dotenv file, and which process is given which secret (clinic_core/environment.py)."""
 import os
+import re
 
 from clinic_core.environment import SECRET_USERS, environment_for, load_env_file
+from tests.conftest import ROOT
 
 
 def test_a_dotenv_file_keeps_hashes_dollars_and_quotes_and_the_environment_wins(tmp_path):
@@ -35,3 +37,15 @@ def test_each_process_gets_only_its_own_secrets():
                                                         "ENV_FILE"}
     assert set(environment_for("demo-site", everything)) == {"RASA_PORT", "ENV_FILE"}
     assert environment_for("actions", everything)["ENV_FILE"] == os.devnull
+
+
+SETTING_READ = re.compile(r'(?:environ(?:\.get)?\(?\[?|_(?:get|number|flag|days|web_address|networks)\(environ, )'
+                          r'"([A-Z][A-Z0-9_]+)"')
+
+
+def test_every_setting_the_code_reads_is_documented_in_env_example():
+    read = {name for folder in ("clinic_core", "channels", "actions", "staff", "scripts", "components")
+            for path in (ROOT / folder).rglob("*.py") for name in SETTING_READ.findall(path.read_text())}
+    assert {"DATABASE_URL", "SMTP_PASSWORD", "OUTBOX_CLAIM_BATCH"} <= read  # the pattern finds them
+    example = (ROOT / ".env.example").read_text()
+    assert [name for name in sorted(read) if not re.search(rf"(?m)^# ?{name}=|\b{name}=", example)] == []
