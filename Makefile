@@ -35,12 +35,13 @@ export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
 TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.yml' -o -name '*.py' 2>/dev/null)
 
-.PHONY: help install install-staff migrate train widget chromium run handoffs purge test test-unit test-widget test-browser test-data test-stories \
+.PHONY: help install install-staff migrate servers run-production train widget chromium run handoffs purge test test-unit test-widget test-browser test-data test-stories \
 	test-nlu test-safety eval eval-train lint lock clean
 
 help:
 	@echo "make run    set up, train if needed, start the assistant (REST on :5005) and the demo page (:8080)"
 	@echo "make test   set up, train if needed, run the whole test suite"
+	@echo "make run-production  PostgreSQL, Redis, REPLICAS=2 Rasa replicas behind nginx (README: Deploying)"
 	@echo "make migrate   bring the handoff database (DATABASE_URL) to the newest schema"
 	@echo "make handoffs  list booking requests in the terminal (staff inbox: http://localhost:8000/)"
 	@echo "make purge  delete conversations and booking requests past their retention (make run does it daily)"
@@ -132,6 +133,17 @@ handoffs: install
 # Conversations and handoffs past CONVERSATION_RETENTION_DAYS / HANDOFF_RETENTION_DAYS; prints counts only.
 purge: install
 	$(PY) scripts/purge.py
+
+# --- production topology ----------------------------------------------------
+# Debian's PostgreSQL, Redis and nginx, installed when missing (root, or sudo).
+servers:
+	./scripts/install_servers.sh
+
+# PostgreSQL, Redis, REPLICAS Rasa servers and two action servers behind nginx, two senders,
+# the inbox (scripts/run_production.py; README "Deploying"). Data under var/production/.
+REPLICAS ?= 2
+run-production: install $(MODEL) $(WIDGET) $(STAFF_INSTALLED) servers
+	$(PY) scripts/run_production.py --replicas $(REPLICAS)
 
 # --- tests ------------------------------------------------------------------
 test: install $(MODEL) lint test-data test-unit test-widget test-browser test-stories test-nlu test-safety

@@ -8,7 +8,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Mapping, Tuple
+from typing import Mapping, Optional, Tuple
 
 # The local demo page (`make run`); a clinic sets its own site.
 DEFAULT_ALLOWED_ORIGINS = "http://localhost:8080,http://127.0.0.1:8080"
@@ -29,6 +29,9 @@ class ChannelSettings:
     allowed_origins: Tuple[str, ...]
     # Signs socket.io session ids, so a client can only use one the server gave out.
     session_signing_key: bytes
+    # Several Rasa replicas: python-socketio's Redis manager carries each reply to the replica
+    # that holds the visitor's socket. None: one process, rooms in memory.
+    socketio_redis_url: Optional[str] = None
 
 
 def parse_allowed_origins(value: str) -> Tuple[str, ...]:
@@ -60,7 +63,11 @@ def load_channel_settings(environ: Mapping[str, str] = os.environ) -> ChannelSet
     signing_key = environ.get("SESSION_SIGNING_KEY", "").strip()
     if signing_key and len(signing_key) < MIN_SIGNING_KEY_LENGTH:
         raise ChannelSettingsError(f"SESSION_SIGNING_KEY: use {MIN_SIGNING_KEY_LENGTH} characters or more")
+    redis_url = environ.get("SOCKETIO_REDIS_URL", "").strip() or None
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ChannelSettingsError("SOCKETIO_REDIS_URL: expected redis://[:password@]host:port/db")
     return ChannelSettings(
+        socketio_redis_url=redis_url,
         max_message_chars=max_message_chars,
         max_request_bytes=max_request_bytes,
         allowed_origins=allowed_origins(environ),

@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable, Dict, Optional, Text
 from rasa.core.channels.channel import InputChannel, UserMessage
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
 from sanic import Blueprint
+from socketio import AsyncRedisManager
 
 from channels.handler import message_handler
 from channels.settings import load_channel_settings
@@ -90,6 +91,10 @@ class PersistentSocketIOInput(SocketIOInput):
         # Rasa's empty list turns Engine.IO's origin check off; browsers elsewhere are refused.
         sio.eio.cors_allowed_origins = list(self.settings.allowed_origins)
         sio.eio.max_http_buffer_size = self.settings.max_request_bytes
+        if self.settings.socketio_redis_url:
+            # Before any socket connects: the manager is initialised on the first connection.
+            sio.manager = AsyncRedisManager(self.settings.socketio_redis_url)
+            sio.manager.set_server(sio)
 
         # Registering an event again replaces Rasa's handler.
         @sio.on("session_request", namespace=self.namespace)

@@ -8,6 +8,7 @@ starts get what they need from it, each without the secrets it has no use for, a
 ENV_FILE=/dev/null, so they never read the file themselves.
 """
 import os
+import re
 from pathlib import Path
 from typing import Dict, Mapping, MutableMapping, Optional, Tuple
 
@@ -24,6 +25,12 @@ SECRET_USERS: Dict[str, Tuple[str, ...]] = {
     "ACTION_SERVER_TOKEN": ("rasa", "actions"),
     "SESSION_SIGNING_KEY": ("rasa",),
     "DATABASE_URL": ("actions", "sender", "inbox", "purge"),  # may carry the database's password
+    # The production topology (scripts/run_production.py).
+    "TRACKER_DATABASE_URL": ("actions", "inbox", "purge"),
+    "TRACKER_DB_PASSWORD": ("rasa",),
+    "REDIS_PASSWORD": ("rasa",),
+    "SOCKETIO_REDIS_URL": ("rasa",),
+    "POSTGRES_PASSWORD": (),
 }
 
 
@@ -44,7 +51,9 @@ def load_env_file(environ: MutableMapping[str, str] = os.environ) -> Optional[Pa
 
 
 def environment_for(process: str, environ: Mapping[str, str]) -> Dict[str, str]:
-    """The environment a process is started with: no secret it does not use, no .env to read."""
-    given = {name: value for name, value in environ.items() if process in SECRET_USERS.get(name, (process,))}
+    """The environment a process ("rasa", or a replica "rasa-2") is started with: no secret it
+    does not use, no .env to read."""
+    kind = re.sub(r"-\d+$", "", process)
+    given = {name: value for name, value in environ.items() if kind in SECRET_USERS.get(name, (kind,))}
     given["ENV_FILE"] = os.devnull
     return given

@@ -9,6 +9,7 @@ is adopted: completed as version 1 completed it, stamped 0001, then upgraded.
     python -m clinic_core.migrate --check    # exit 1 unless it is at the newest revision
 """
 import argparse
+import logging
 import sys
 import threading
 import uuid
@@ -24,6 +25,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Alembic announces its dialect at INFO on every start; only problems are worth a line.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 VERSION_1_REVISION = "0001"
 # Any fixed number: processes migrating one PostgreSQL database at the same moment take turns.
 POSTGRES_LOCK_KEY = 7340511

@@ -77,6 +77,8 @@ class Settings:
     retired_settings: Tuple[str, ...]
     # Rasa's conversation store (SQLite): the purge, forget-me and deleting a handoff delete from it.
     tracker_db: Path
+    # The same store anywhere else (PostgreSQL in the production topology); None: tracker_db.
+    tracker_url: Optional[str]
     # The outbox sender.
     outbox_poll_seconds: float
     retry_base_seconds: float
@@ -94,8 +96,9 @@ class Settings:
 
     @property
     def tracker_database_url(self) -> str:
-        """Rasa's SQL tracker store, where conversations are kept (endpoints.yml: SQLite)."""
-        return f"sqlite:///{self.tracker_db}"
+        """Rasa's SQL tracker store, where conversations are kept (endpoints.yml: SQLite; the
+        production topology's endpoints.production.yml: TRACKER_DATABASE_URL)."""
+        return self.tracker_url or f"sqlite:///{self.tracker_db}"
 
     @property
     def plaintext_to_another_machine(self) -> bool:
@@ -233,6 +236,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         staff_inbox_trusted_proxies=_networks(environ, "STAFF_INBOX_TRUSTED_PROXIES"),
         retired_settings=tuple(name for name in RETIRED_SETTINGS if _get(environ, name)),
         tracker_db=PROJECT_ROOT / (_get(environ, "TRACKER_DB") or DEFAULT_TRACKER_DB),
+        tracker_url=_get(environ, "TRACKER_DATABASE_URL"),
         outbox_poll_seconds=_number(environ, "OUTBOX_POLL_SECONDS", "1", float, 0.05),
         retry_base_seconds=_number(environ, "OUTBOX_RETRY_BASE_SECONDS", "5", float, 0.0),
         retry_max_seconds=_number(environ, "OUTBOX_RETRY_MAX_SECONDS", "600", float, 0.0),

@@ -44,6 +44,8 @@ class Service:
     # Must be ready for start() to succeed. Others are restarted in the background if they fail.
     required: bool = True
     env: Dict[str, str] = field(default_factory=dict)
+    # What asks it to stop (PostgreSQL: SIGINT, a fast shutdown that does not wait for clients).
+    stop_signal: int = signal.SIGTERM
     process: Optional[subprocess.Popen] = None
     started_at: float = 0.0
     failures_in_a_row: int = 0
@@ -294,7 +296,7 @@ class Services:
         service.restart_at, service.stopped_for_settings = None, False
         if service.process is None or service.process.poll() is not None:
             return
-        os.killpg(service.process.pid, signal.SIGTERM)
+        os.killpg(service.process.pid, service.stop_signal)
         try:
             service.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -302,8 +304,16 @@ class Services:
             service.process.wait()
 
     def stop(self) -> None:
-        for service in reversed(self.services):
-            self.stop_one(service)
+        # A second Ctrl-C or SIGTERM must not cut the stopping short and leave servers behind.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        handlers = {number: signal.signal(number, signal.SIG_IGN)
+                    for number in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
+        try:
+            for service in reversed(self.services):
+                self.stop_one(service)
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
 
     def __enter__(self) -> "Services":
         self.start()
