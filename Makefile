@@ -35,7 +35,7 @@ export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
 TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.yml' -o -name '*.py' 2>/dev/null)
 
-.PHONY: help install install-staff migrate servers run-production train widget chromium run handoffs purge test test-unit test-widget test-browser test-data test-stories \
+.PHONY: help install install-staff migrate servers run-production test-production train widget chromium run handoffs purge test test-unit test-widget test-browser test-data test-stories \
 	test-nlu test-safety eval eval-train lint lock clean
 
 help:
@@ -146,7 +146,11 @@ run-production: install $(MODEL) $(WIDGET) $(STAFF_INSTALLED) servers
 	$(PY) scripts/run_production.py --replicas $(REPLICAS)
 
 # --- tests ------------------------------------------------------------------
-test: install $(MODEL) lint test-data test-unit test-widget test-browser test-stories test-nlu test-safety
+# The production topology under load and faults (tests/production/, marked `production`);
+# its figures go to results/production.md.
+test-production: install $(MODEL) $(STAFF_INSTALLED) servers
+	$(PY) -m pytest tests/production -m production
+test: install $(MODEL) lint test-data test-unit test-widget test-browser test-production test-stories test-nlu test-safety
 	@echo "All test stages passed."
 
 test-data: install

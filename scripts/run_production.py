@@ -157,6 +157,7 @@ def write_nginx_config(data: Path, ports: Ports, replicas: int) -> Path:
     folder = data / "nginx"
     folder.mkdir(mode=0o711, exist_ok=True)
     (folder / "temp").mkdir(mode=0o700, exist_ok=True)
+    (folder / "logs").mkdir(mode=0o700, exist_ok=True)
     worker_user = ""
     if os.geteuid() == 0:  # the workers drop root; their temporary files are theirs alone
         worker_user = "user nobody nogroup;"
@@ -164,7 +165,7 @@ def write_nginx_config(data: Path, ports: Ports, replicas: int) -> Path:
         os.chown(folder / "temp", nobody.pw_uid, nobody.pw_gid)
     config = folder / "nginx.conf"
     config.write_text(Template(NGINX_TEMPLATE.read_text()).substitute(
-        worker_user=worker_user, temp=folder / "temp", public_port=ports.public,
+        worker_user=worker_user, temp=folder / "temp", logs=folder / "logs", public_port=ports.public,
         actions_port=ports.actions_proxy,
         rasa_servers="".join(f"    server 127.0.0.1:{ports.rasa(i)} max_fails=1 fail_timeout=10s;\n"
                              for i in range(1, replicas + 1)),
