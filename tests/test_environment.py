@@ -31,12 +31,15 @@ def test_each_process_gets_only_its_own_secrets():
     everything = {secret: "s3cret" for secret in SECRET_USERS} | {"RASA_PORT": "5005"}
     assert set(environment_for("sender", everything)) == {
         "SMTP_USER", "SMTP_PASSWORD", "STAFF_WEBHOOK_URL", "DATABASE_URL", "RASA_PORT", "ENV_FILE"}
-    assert set(environment_for("inbox", everything)) == {"STAFF_INBOX_SECRET_KEY", "DATABASE_URL", "RASA_PORT",
-                                                         "ENV_FILE"}
-    assert set(environment_for("rasa", everything)) == {"ACTION_SERVER_TOKEN", "SESSION_SIGNING_KEY", "RASA_PORT",
-                                                        "ENV_FILE"}
+    assert set(environment_for("inbox", everything)) == {"STAFF_INBOX_SECRET_KEY", "DATABASE_URL",
+                                                         "TRACKER_DATABASE_URL", "RASA_PORT", "ENV_FILE"}
+    rasa = {"ACTION_SERVER_TOKEN", "SESSION_SIGNING_KEY", "TRACKER_DB_PASSWORD", "REDIS_PASSWORD",
+            "SOCKETIO_REDIS_URL", "RASA_PORT", "ENV_FILE"}
+    assert set(environment_for("rasa", everything)) == set(environment_for("rasa-2", everything)) == rasa
     assert set(environment_for("demo-site", everything)) == {"RASA_PORT", "ENV_FILE"}
     assert environment_for("actions", everything)["ENV_FILE"] == os.devnull
+    assert not any("POSTGRES_PASSWORD" in environment_for(name, everything)
+                   for name in ("rasa", "actions", "sender", "inbox", "purge", "demo-site"))
 
 
 SETTING_READ = re.compile(r'(?:environ(?:\.get)?\(?\[?|_(?:get|number|flag|days|web_address|networks)\(environ, )'
