@@ -22,7 +22,6 @@ import secrets
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Dict, List
@@ -46,33 +45,12 @@ ACTION_SERVERS = 2
 SENDERS = 2
 
 
-@dataclass(frozen=True)
 class Ports:
-    base: int
+    """Every port from the base port (see the module's docstring)."""
 
-    @property
-    def public(self) -> int:
-        return self.base
-
-    @property
-    def actions_proxy(self) -> int:
-        return self.base + 1
-
-    @property
-    def postgres(self) -> int:
-        return self.base + 2
-
-    @property
-    def redis(self) -> int:
-        return self.base + 3
-
-    @property
-    def inbox(self) -> int:
-        return self.base + 4
-
-    @property
-    def demo(self) -> int:
-        return self.base + 5
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.public, self.actions_proxy, self.postgres, self.redis, self.inbox, self.demo = range(base, base + 6)
 
     def rasa(self, replica: int) -> int:
         return self.base + 10 + replica
