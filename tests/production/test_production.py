@@ -200,6 +200,21 @@ def test_a_booking_over_socketio_through_nginx_is_stored_in_postgres_and_notifie
         == ["sent"]
 
 
+def test_a_reply_reaches_the_visitors_socket_on_another_replica(production):
+    """Two tabs of one conversation, their sockets on different replicas: what one tab says is
+    answered on its replica, and the reply reaches the other tab through Redis."""
+    origin = f"http://localhost:{production.public_port + 5}"
+    first_tab = Visitor(production.replica_ports[0], origin=origin)
+    second_tab = Visitor(production.replica_ports[1], session_id=first_tab.session_id, origin=origin)
+    try:
+        assert second_tab.session_id == first_tab.session_id
+        assert second_tab.say(QUESTIONS["side_effects"])
+        assert any("side effect" in reply.lower() for reply in first_tab.replies_within(10))
+    finally:
+        first_tab.close()
+        second_tab.close()
+
+
 def test_kill_9_of_a_replica_under_load_loses_no_conversation(production):
     victim = production.output.pid_of("rasa-2")
     killed_at: Dict[str, float] = {}
