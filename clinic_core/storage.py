@@ -265,8 +265,10 @@ class HandoffStore:
                 won = connection.execute(
                     update(outbox_events).where(outbox_events.c.id == event_id, outbox_events.c.processed_at.is_(None))
                     .values(processed_at=now)).rowcount == 1
+                if not won:  # another sender has it
+                    continue
                 row = connection.execute(select(handoffs).where(handoffs.c.id == handoff_id)).first()
-                if not won or row is None:
+                if row is None:
                     continue
                 for notification in render(handoff_id, request_from_row(row._mapping)):
                     connection.execute(insert(outbox).values(
