@@ -1,6 +1,7 @@
 """No test message is a copy or a light edit of a training example (scripts/overlap.py)."""
 import pytest
 
+from scripts.nlu_eval import heldout_path, load_examples
 from scripts.overlap import collect_test_messages, normalise, overlaps, training_examples
 
 TRAINING = training_examples()
@@ -33,3 +34,11 @@ def test_the_check_catches_copies_and_light_edits(message, verdict):
 
 def test_normalise_drops_case_and_punctuation():
     assert normalise("  Side-effects?? ¿Qué  tal? ") == "side effects qué tal"
+
+
+def test_no_frozen_message_is_a_copy_or_light_edit_of_a_dev_message():
+    # Blind writers given the same brief write some of the same messages; a frozen message
+    # the dev part holds has been studied (session 15 found 89 in the fifth writer's part).
+    dev = [text for text, _ in load_examples(heldout_path("dev"))]
+    frozen = [text for text, _ in load_examples(heldout_path("frozen"))]
+    assert len(overlaps(dev, frozen)) == 0  # the messages themselves are not printed
