@@ -127,3 +127,11 @@ def test_odd_input_gets_a_reply_and_the_server_stays_up(assistant, body):
 def test_safety_replies_arrive_with_the_action_server_down(assistant_without_action_server, message, response):
     replies = texts(say(assistant_without_action_server, f"down-{uuid.uuid4()}", message))
     assert DOMAIN[response][0]["text"] in replies
+
+
+def test_a_question_asked_with_a_crisis_is_answered_with_the_action_server_down(assistant_without_action_server):
+    # The answer alongside is decided in the Rasa server (components/safety_policy.py).
+    replies = texts(say(assistant_without_action_server, f"down-{uuid.uuid4()}",
+                        "does ketamine help with suicidal thoughts?"))
+    assert DOMAIN["utter_crisis"][0]["text"] in replies
+    assert CLINIC.fill(FAQ["utter_faq/suicidal_thoughts"][0]["text"]) in replies
