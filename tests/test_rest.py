@@ -63,6 +63,13 @@ def test_frame_comes_once_per_session_with_the_clinic_name(assistant):
     assert FRAME not in second
 
 
+def test_a_session_starts_with_its_frame_with_the_action_server_down(assistant_without_action_server):
+    sender = f"down-{uuid.uuid4()}"
+    first = texts(say(assistant_without_action_server, sender, "hiya, quick question"))
+    assert first[0] == FRAME
+    assert FRAME not in texts(say(assistant_without_action_server, sender, "does it have any side effects"))
+
+
 def test_capabilities_menu_has_buttons(assistant):
     replies = say(assistant, f"menu-{uuid.uuid4()}", "what can you help me with")
     menu = [reply for reply in replies if reply.get("buttons")]
