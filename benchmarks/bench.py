@@ -131,7 +131,11 @@ def measure(model: Path, port: int, messages: List[str], load_seconds: float) ->
     return figures
 
 
-def markdown_table(results: Dict[str, Figures], names: Tuple[str, str]) -> str:
+def markdown_table(results: Dict[str, Figures], names: Tuple[str, ...]) -> str:
+    if len(names) == 1:
+        rows = ["| figure | this project |", "|---|---|"]
+        rows += [f"| {figure} | {value:,.1f} |" for figure, value in results[names[0]].items()]
+        return "\n".join(rows)
     ours, stock = names
     rows = ["| figure | this project | stock `rasa init` | this project / stock |", "|---|---|---|---|"]
     for figure in results[ours]:
@@ -144,14 +148,15 @@ def markdown_table(results: Dict[str, Figures], names: Tuple[str, str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="this project's trained model")
-    parser.add_argument("--stock-model", type=Path, required=True,
-                        help="the stock `rasa init` config's model, trained on the same data")
+    parser.add_argument("--stock-model", type=Path,
+                        help="the stock `rasa init` config's model, trained on the same data (left out: "
+                             "this project alone)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--port", type=int, default=5605)
     parser.add_argument("--load-seconds", type=float, default=LOAD_SECONDS, help="shorter for a quick look")
     args = parser.parse_args()
     messages = [text for text, _ in load_examples(heldout_path("dev"))]
-    models = {"this project": args.model, "stock": args.stock_model}
+    models = {"this project": args.model, **({"stock": args.stock_model} if args.stock_model else {})}
     rounds: Dict[str, List[Figures]] = {name: [] for name in models}
     for number in range(args.rounds):
         order = list(models) if number % 2 == 0 else list(reversed(models))
@@ -164,7 +169,7 @@ def main() -> int:
                for name, runs in rounds.items()}
     print(f"\nMedians of {args.rounds} rounds ({CLIENTS} clients x {args.load_seconds:.0f} s under load, "
           f"{SEQUENTIAL_CONVERSATIONS} sequential conversations, one of {LONG_TURNS} turns):\n")
-    print(markdown_table(results, ("this project", "stock")))
+    print(markdown_table(results, tuple(models)))
     return 0
 
 
