@@ -36,7 +36,7 @@ export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 TRAINING_INPUTS := config.yml domain.yml $(shell find data components -name '*.yml' -o -name '*.py' 2>/dev/null)
 
 .PHONY: help install install-staff migrate servers run-production test-production train widget chromium run handoffs purge test test-unit test-widget test-browser test-data test-stories \
-	test-nlu test-safety eval eval-train lint lock clean
+	test-nlu test-safety eval eval-train bench lint lock clean
 
 help:
 	@echo "make run    set up, train if needed, start the assistant (REST on :5005) and the demo page (:8080)"
@@ -47,6 +47,7 @@ help:
 	@echo "make purge  delete conversations and booking requests past their retention (make run does it daily)"
 	@echo "make eval   held-out figures for this config and for stock Rasa, timings"
 	@echo "make eval-train  train make eval's three Rasa configs ahead (hours on a slow machine)"
+	@echo "make bench  speed and memory under load, this project against stock Rasa (about 15 min)"
 	@echo "make lint   ruff"
 	@echo "make lock   re-resolve requirements.in into requirements.lock"
 
@@ -192,6 +193,11 @@ eval-train: install
 
 eval: install $(MODEL)
 	$(PY) scripts/evaluate.py --models-from $(EVAL_MODELS)
+
+# The stock config's model is make eval-train's, trained here first if missing or out of date.
+bench: install $(MODEL)
+	$(PY) scripts/evaluate.py --train-ahead $(EVAL_MODELS) --skip "this project" --skip "before the encoder"
+	$(PY) benchmarks/bench.py --model $(MODEL) --stock-model $(EVAL_MODELS)/stockrasainit.tar.gz
 
 lint: install
 	$(VENV)/bin/ruff check actions channels clinic_core components scripts staff tests

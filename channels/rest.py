@@ -69,7 +69,8 @@ class CheckedRestInput(RestInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("checked_rest_webhook", __name__)
-        handle = message_handler(webhook, on_new_message, self.settings.max_message_chars)
+        handle = message_handler(webhook, on_new_message, self.settings.max_message_chars,
+                                 self.settings.conversation_retention_days)
 
         @webhook.listener("before_server_start")
         async def limit_request_size(app: Any, _loop: Any) -> None:

@@ -10,6 +10,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple
 
+from clinic_core.clinic import ClinicConfigError, load_clinic
+from clinic_core.settings import CLINIC_FILE, SettingsError, load_settings
+
 # The local demo page (`make run`); a clinic sets its own site.
 DEFAULT_ALLOWED_ORIGINS = "http://localhost:8080,http://127.0.0.1:8080"
 ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
@@ -29,6 +32,8 @@ class ChannelSettings:
     allowed_origins: Tuple[str, ...]
     # Signs socket.io session ids, so a client can only use one the server gave out.
     session_signing_key: bytes
+    # Said in the frame message at the start of each session (the purge's setting).
+    conversation_retention_days: int
     # Several Rasa replicas: python-socketio's Redis manager carries each reply to the replica
     # that holds the visitor's socket. None: one process, rooms in memory.
     socketio_redis_url: Optional[str] = None
@@ -66,7 +71,15 @@ def load_channel_settings(environ: Mapping[str, str] = os.environ) -> ChannelSet
     redis_url = environ.get("SOCKETIO_REDIS_URL", "").strip() or None
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ChannelSettingsError("SOCKETIO_REDIS_URL: expected redis://[:password@]host:port/db")
+    try:
+        # The session start reads clinic.yml again for each new session; a broken file stops
+        # the server now, with its message, rather than the first visitor's session later.
+        load_clinic(CLINIC_FILE)
+        retention_days = load_settings(environ).conversation_retention_days
+    except (ClinicConfigError, SettingsError) as error:
+        raise ChannelSettingsError(str(error)) from error
     return ChannelSettings(
+        conversation_retention_days=retention_days,
         socketio_redis_url=redis_url,
         max_message_chars=max_message_chars,
         max_request_bytes=max_request_bytes,

@@ -87,7 +87,8 @@ class PersistentSocketIOInput(SocketIOInput):
         socketio_webhook = super().blueprint(on_new_message)
         sio = self.sio
         assert sio is not None
-        handle = message_handler(socketio_webhook, on_new_message, self.settings.max_message_chars)
+        handle = message_handler(socketio_webhook, on_new_message, self.settings.max_message_chars,
+                                 self.settings.conversation_retention_days)
         # Rasa's empty list turns Engine.IO's origin check off; browsers elsewhere are refused.
         sio.eio.cors_allowed_origins = list(self.settings.allowed_origins)
         sio.eio.max_http_buffer_size = self.settings.max_request_bytes

@@ -17,9 +17,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 CLINIC_FILE = Path(os.environ.get("CLINIC_FILE", PROJECT_ROOT / "clinic.yml"))
 
-# How sure the ResponseSelector must be before an FAQ answer follows a safety reply.
-FAQ_ALONGSIDE_MIN_CONFIDENCE = float(os.environ.get("FAQ_ALONGSIDE_MIN_CONFIDENCE", "0.6"))
-
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'handoffs.db'}"
 # Rasa's conversation store (endpoints.yml), relative to the project folder like `make run`'s.
 DEFAULT_TRACKER_DB = "var/tracker.db"

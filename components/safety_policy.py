@@ -1,12 +1,19 @@
-"""A dialogue policy that answers a crisis or emergency wherever the conversation is.
+"""A dialogue policy that answers a crisis or emergency wherever the conversation is, and adds
+the general answer to a question asked in the same message as a safety reply.
 
-The rules in data/rules/safety.yml choose these replies in every normal conversation.
-Two places no rule can reach: a new conversation whose action_session_start failed (the
-action server is down), and a form, where RulePolicy would have the form ask its next
-question. This policy predicts the safety reply while the latest crisis or emergency
-message is unanswered, then pauses any active form (its details are kept, so asking to
-book again resumes it), then listens. It ranks above RulePolicy, so nothing the other
-policies predict can replace that reply.
+The rules in data/rules/safety.yml choose the safety replies in every normal conversation.
+Two places no rule can reach: a new conversation whose session start lost its events, and a
+form, where RulePolicy would have the form ask its next question. This policy predicts the
+safety reply while the latest crisis or emergency message is unanswered, then pauses any active
+form (its details are kept, so asking to book again resumes it), then listens. It ranks above
+RulePolicy, so nothing the other policies predict can replace that reply.
+
+The answer alongside: after a crisis or personal-medical-advice reply, a question the visitor
+asked in the same message ("does ketamine help with suicidal thoughts?", "i'm pregnant, what
+are the side effects") gets its general answer, decided here from the message's parse, in the
+Rasa server: no action-server round trip on the way (under load a turn waited at every await
+behind the queue of other turns). Then the conversation carries on where the rule would have:
+listening, or the booking form's next question.
 """
 from __future__ import annotations
 
@@ -24,7 +31,49 @@ from rasa.shared.core.trackers import DialogueStateTracker
 
 from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY
 
+PERSONAL_MEDICAL_ADVICE = "ask_personal_medical_advice"
 SAFETY_RESPONSES = {CRISIS: "utter_crisis", MEDICAL_EMERGENCY: "utter_medical_emergency"}
+SAFETY_REPLIES = {**SAFETY_RESPONSES, PERSONAL_MEDICAL_ADVICE: "utter_personal_medical_advice"}
+# How sure the ResponseSelector must be before an FAQ answer follows a safety reply.
+FAQ_ALONGSIDE_MIN_CONFIDENCE = 0.6
+# Questions whose answer is safe to give alongside the crisis resources.
+ANSWERS_BY_INTENT = {
+    "ask_cost": "utter_ask_cost",
+    "ask_insurance": "utter_ask_insurance",
+    "ask_fda_approval": "utter_ask_fda_approval",
+    "ask_clinic_details": "utter_clinic_details",
+}
+
+
+def _faq_answer(parse_data: Dict[Text, Any], min_confidence: float) -> Optional[Text]:
+    response = parse_data.get("response_selector", {}).get("faq", {}).get("response", {})
+    if response.get("intent_response_key") and response.get("confidence", 0.0) >= min_confidence:
+        return f"utter_{response['intent_response_key']}"
+    return None
+
+
+def answer_alongside(parse_data: Dict[Text, Any], min_confidence: float = FAQ_ALONGSIDE_MIN_CONFIDENCE
+                     ) -> Optional[Text]:
+    """The response to send after the safety reply ("utter_faq/<topic>", "utter_ask_cost"), or
+    None when there was no question."""
+    intent = parse_data.get("intent", {}).get("name")
+    if intent == PERSONAL_MEDICAL_ADVICE:
+        return _faq_answer(parse_data, min_confidence)
+    if intent == CRISIS:
+        # Only when the model heard a question the safety net overrode ("does ketamine help
+        # with suicidal thoughts?"), never an FAQ guessed from "i want to die".
+        model_intent = parse_data.get("safety_net", {}).get("model_intent", {}).get("name")
+        if model_intent == "faq":
+            return _faq_answer(parse_data, min_confidence)
+        return ANSWERS_BY_INTENT.get(model_intent)
+    return None
+
+
+def answer_action(parse_data: Dict[Text, Any]) -> Optional[Text]:
+    """The action that sends answer_alongside's response: utter_faq sends the topic the
+    ResponseSelector chose for this message."""
+    response = answer_alongside(parse_data)
+    return response.split("/")[0] if response else None
 
 
 @DefaultV1Recipe.register(
@@ -55,30 +104,33 @@ class SafetyPolicy(Policy):
 
     @staticmethod
     def _next_action(tracker: DialogueStateTracker) -> Optional[Text]:
-        """The safety reply owed to the latest message; then, inside a form, pausing it;
-        then, where no rule can carry on, listening instead of a fallback or the form."""
+        """The safety reply owed to the latest message; then the answer to a question asked
+        alongside; then, inside a form, pausing it (or, after a personal medical question, the
+        form's next question); then listening."""
         since_user: List[Text] = []
-        events = list(tracker.events)
-        for index in range(len(events) - 1, -1, -1):
-            event = events[index]
+        for event in reversed(tracker.events):
             if isinstance(event, ActionExecuted):
                 since_user.insert(0, event.action_name)
             elif isinstance(event, UserUttered):
-                response = SAFETY_RESPONSES.get(event.intent_name)
-                if response is None:
-                    return None
-                if not since_user:
-                    return response
-                if since_user == [response] and tracker.active_loop_name:
-                    return ACTION_DEACTIVATE_LOOP_NAME
-                if since_user == [response, ACTION_DEACTIVATE_LOOP_NAME]:
-                    return ACTION_LISTEN_NAME
-                if since_user == [response] and not _follows_listen(events[:index]):
-                    return ACTION_LISTEN_NAME
-                return None
+                return _after(event, since_user, tracker.active_loop_name)
         return None
 
 
-def _follows_listen(events: List[Any]) -> bool:
-    actions = [event.action_name for event in events if isinstance(event, ActionExecuted)]
-    return bool(actions) and actions[-1] == ACTION_LISTEN_NAME
+def _after(message: UserUttered, since_user: List[Text], active_loop: Optional[Text]) -> Optional[Text]:
+    reply = SAFETY_REPLIES.get(message.intent_name)
+    if reply is None:
+        return None
+    if not since_user:  # the personal medical reply comes from the rules, even inside a form
+        return SAFETY_RESPONSES.get(message.intent_name)
+    answer = answer_action(message.parse_data)
+    if since_user == [reply] and answer:
+        return answer
+    done = [reply] + ([answer] if answer else [])
+    if message.intent_name == PERSONAL_MEDICAL_ADVICE:
+        # Where the rule goes after its reply: the form's next question, or listening.
+        return (active_loop or ACTION_LISTEN_NAME) if since_user == done and answer else None
+    if since_user == done:
+        return ACTION_DEACTIVATE_LOOP_NAME if active_loop else ACTION_LISTEN_NAME
+    if since_user == done + [ACTION_DEACTIVATE_LOOP_NAME]:
+        return ACTION_LISTEN_NAME
+    return None

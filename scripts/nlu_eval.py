@@ -131,11 +131,10 @@ def load_agent(model_path: str):
 
 def answered_intents(parse: Dict[str, Any]) -> set:
     """Intents the visitor gets a reply for: the final one, plus the question that
-    actions/safety.py answers after a crisis or personal-medical-advice reply."""
-    from actions.safety import answer_alongside
-    from clinic_core.settings import FAQ_ALONGSIDE_MIN_CONFIDENCE
+    SafetyPolicy answers after a crisis or personal-medical-advice reply."""
+    from components.safety_policy import answer_alongside
 
-    extra = answer_alongside(parse, FAQ_ALONGSIDE_MIN_CONFIDENCE)
+    extra = answer_alongside(parse)
     if not extra:
         return {parse["intent"]["name"]}
     base = extra[len("utter_"):].split("/")[0]

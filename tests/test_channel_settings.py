@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import channels.settings
 from actions.server import ActionServerSettingsError, action_server_token
 from channels.settings import ChannelSettingsError, load_channel_settings
 from tests.conftest import ROOT
@@ -29,6 +30,22 @@ def test_the_defaults_are_safe():
 def test_a_bad_channel_setting_is_refused_by_name(environ, setting):
     with pytest.raises(ChannelSettingsError, match=setting):
         load_channel_settings(environ)
+
+
+def test_the_frame_message_states_the_retention_the_purge_uses():
+    assert load_channel_settings({}).conversation_retention_days == 30
+    assert load_channel_settings({"CONVERSATION_RETENTION_DAYS": "14"}).conversation_retention_days == 14
+    with pytest.raises(ChannelSettingsError, match="CONVERSATION_RETENTION_DAYS"):
+        load_channel_settings({"CONVERSATION_RETENTION_DAYS": "soon"})
+
+
+def test_a_broken_clinic_file_stops_the_rasa_server_at_start(tmp_path, monkeypatch):
+    # The session start reads it in the Rasa server (channels/handler.py).
+    broken = tmp_path / "clinic.yml"
+    broken.write_text("name: [unclosed")
+    monkeypatch.setattr(channels.settings, "CLINIC_FILE", broken)
+    with pytest.raises(ChannelSettingsError, match="clinic"):
+        load_channel_settings({})
 
 
 @pytest.mark.parametrize("token", ["", "   ", "x" * 31])

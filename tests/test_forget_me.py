@@ -19,10 +19,10 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.privacy import ActionForgetConversation
-from actions.safety import answer_alongside
 from channels.socketio import CustomPayloadSocketIOOutput
 from channels.tracker_store import ForgettingSQLTrackerStore
 from clinic_core.retention import FORGET_CONVERSATION_ACTION
+from components.safety_policy import answer_alongside
 from tests.conftest import ROOT
 
 DOMAIN = Domain.load(str(ROOT / "domain.yml"))

@@ -63,6 +63,13 @@ def test_frame_comes_once_per_session_with_the_clinic_name(assistant):
     assert FRAME not in second
 
 
+def test_a_session_starts_with_its_frame_with_the_action_server_down(assistant_without_action_server):
+    sender = f"down-{uuid.uuid4()}"
+    first = texts(say(assistant_without_action_server, sender, "hiya, quick question"))
+    assert first[0] == FRAME
+    assert FRAME not in texts(say(assistant_without_action_server, sender, "does it have any side effects"))
+
+
 def test_capabilities_menu_has_buttons(assistant):
     replies = say(assistant, f"menu-{uuid.uuid4()}", "what can you help me with")
     menu = [reply for reply in replies if reply.get("buttons")]
@@ -127,3 +134,11 @@ def test_odd_input_gets_a_reply_and_the_server_stays_up(assistant, body):
 def test_safety_replies_arrive_with_the_action_server_down(assistant_without_action_server, message, response):
     replies = texts(say(assistant_without_action_server, f"down-{uuid.uuid4()}", message))
     assert DOMAIN[response][0]["text"] in replies
+
+
+def test_a_question_asked_with_a_crisis_is_answered_with_the_action_server_down(assistant_without_action_server):
+    # The answer alongside is decided in the Rasa server (components/safety_policy.py).
+    replies = texts(say(assistant_without_action_server, f"down-{uuid.uuid4()}",
+                        "does ketamine help with suicidal thoughts?"))
+    assert DOMAIN["utter_crisis"][0]["text"] in replies
+    assert CLINIC.fill(FAQ["utter_faq/suicidal_thoughts"][0]["text"]) in replies

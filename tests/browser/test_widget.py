@@ -25,7 +25,7 @@ from tests.browser.conftest import (
 pytestmark = pytest.mark.browser
 
 CLINIC = load_clinic(CLINIC_FILE)
-FRAME = "not a clinician"  # in the frame message action_session_start sends once per session
+FRAME = "not a clinician"  # in the frame message each session starts with (channels/handler.py)
 SIDE_EFFECTS = "Most side effects are mild"
 WHAT_IS = "Ketamine is an anesthetic"  # the answer to "what is ketamine"
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
