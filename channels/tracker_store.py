@@ -90,8 +90,9 @@ class ForgettingSQLTrackerStore(SQLTrackerStore):
         super().__init__(*args, **kwargs)
         url = self.engine.url
         self.engine.dispose()
-        self.engine = sa.create_engine(url, pool_pre_ping=True, **engine_options(url))
-        if "poolclass" in engine_options(url):
+        options = engine_options(url)
+        self.engine = sa.create_engine(url, pool_pre_ping=True, **options)
+        if "poolclass" in options:
             sa.event.listen(self.engine, "connect", use_wal)
         self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
         self._kept: "OrderedDict[Text, Kept]" = OrderedDict()
