@@ -31,7 +31,6 @@ reading) is under "safety_evidence".
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Dict, List, Optional, Text, Tuple
 
 import numpy as np
@@ -47,9 +46,10 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 from spacy.tokens import Doc
 
+from components.message_embeddings import clauses
 from components.minilm import shared_encoder
 from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, SafetyMatcher, told_as_long_past
-from components.sentence_encoder import SentenceEncoderFeaturizer, sentence_embedding
+from components.sentence_encoder import SentenceEncoderFeaturizer, clause_embeddings, sentence_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -81,18 +81,6 @@ class NearestExamples:
         scores = np.array([similarity[label] for label in CLASSES]) * self.temperature
         scores = np.exp(scores - scores.max())
         return dict(zip(CLASSES, (scores / scores.sum()).tolist(), strict=True))
-
-
-# Where a crisis hides inside a question ("does it work fast? i don't know how much longer i can
-# keep going"): each clause is scored too, and the most worrying one counts.
-CLAUSE_BREAK = re.compile(r"[.?!;,]+|\b(?:because|bc|cause|cuz|but|honestly|tbh|anyway)\b", re.IGNORECASE)
-MIN_CLAUSE_WORDS = 3
-
-
-def clauses(text: Text) -> List[Text]:
-    """The message's clauses of three words or more, when it has more than one."""
-    parts = [part.strip() for part in CLAUSE_BREAK.split(text) if len(part.split()) >= MIN_CLAUSE_WORDS]
-    return parts if len(parts) > 1 else []
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -255,9 +243,12 @@ class SafetyNet(GraphComponent):
         if embedding is None or self.classifier is None:
             return {CRISIS: 0.0, CRISIS_CLAUSE: 0.0, MEDICAL_EMERGENCY: 0.0}
         probabilities = self.classifier.probabilities(embedding)
-        # All clauses in one encoder pass: packed, so the same vectors as one at a time.
-        clause_crisis = max([0.0] + [self.classifier.probabilities(vector)[CRISIS]
-                                     for vector in shared_encoder().encode_many(clauses(message.get(TEXT) or ""))])
+        # Each clause of a longer message counts too ("does it work fast? i don't know how much
+        # longer i can keep going"): the featurizer embedded them with the message.
+        clause_vectors = clause_embeddings(message)
+        if clause_vectors is None:
+            clause_vectors = shared_encoder().encode_many(clauses(message.get(TEXT) or ""))
+        clause_crisis = max([0.0] + [self.classifier.probabilities(vector)[CRISIS] for vector in clause_vectors])
         return {CRISIS: probabilities[CRISIS], CRISIS_CLAUSE: clause_crisis,
                 MEDICAL_EMERGENCY: probabilities[MEDICAL_EMERGENCY]}
 

@@ -3,7 +3,9 @@
 DIET and the ResponseSelector see it as a dense sentence feature next to the sparse word
 and character n-gram counts, so wording the training examples never used still lands near
 the examples that mean the same. Each message is embedded once; later components (the
-safety net) read the same vector with `sentence_embedding(message)`.
+safety net) read the same vector with `sentence_embedding(message)`, and the safety net its
+clauses' vectors, from the same encoder pass, with `clause_embeddings(message)`. A message the
+channel embedded together with others (components/message_embeddings.py) is not encoded again.
 """
 from __future__ import annotations
 
@@ -19,10 +21,13 @@ from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from components.message_embeddings import embed_messages, shared_batcher
 from components.minilm import shared_encoder
 
 # The name this featurizer's features carry (Features.origin), so other components find them.
 ORIGIN = "sentence_encoder"
+# Where a message keeps its clauses' embeddings (not part of the parse result).
+CLAUSE_EMBEDDINGS = "clause_embeddings"
 
 
 def sentence_embedding(message: Message) -> Optional[np.ndarray]:
@@ -31,6 +36,12 @@ def sentence_embedding(message: Message) -> Optional[np.ndarray]:
         if feature.origin == ORIGIN and feature.attribute == TEXT and feature.type == FEATURE_TYPE_SENTENCE:
             return feature.features[0]
     return None
+
+
+def clause_embeddings(message: Message) -> Optional[np.ndarray]:
+    """The embeddings of the message's clauses (components/message_embeddings.py), one row each,
+    if the featurizer embedded it as a visitor's message."""
+    return message.get(CLAUSE_EMBEDDINGS)
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
@@ -59,15 +70,24 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         self.encoder = shared_encoder()
 
     def process(self, messages: List[Message]) -> List[Message]:
+        """Visitors' messages: their embeddings and their clauses'."""
         with_text = [message for message in messages if isinstance(message.get(TEXT), str)]
-        # One batch for all the training examples: packed forward passes are faster.
-        embeddings = self.encoder.encode_many([message.get(TEXT) for message in with_text])
-        for message, embedding in zip(with_text, embeddings, strict=True):
-            self.add_features_to_message(None, embedding[np.newaxis, :], TEXT, message)
+        batcher = shared_batcher()
+        ready = {id(message): batcher.take(message.get(TEXT)) for message in with_text}
+        missing = [message for message in with_text if ready[id(message)] is None]
+        ready.update(zip(map(id, missing), embed_messages([message.get(TEXT) for message in missing]), strict=True))
+        for message in with_text:
+            embeddings = ready[id(message)]
+            self.add_features_to_message(None, embeddings.whole[np.newaxis, :], TEXT, message)
+            message.set(CLAUSE_EMBEDDINGS, embeddings.clauses)
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
-        self.process(training_data.training_examples)
+        """Training examples: their embeddings only, in one batch (packed passes are faster)."""
+        with_text = [message for message in training_data.training_examples if isinstance(message.get(TEXT), str)]
+        embeddings = self.encoder.encode_many([message.get(TEXT) for message in with_text])
+        for message, embedding in zip(with_text, embeddings, strict=True):
+            self.add_features_to_message(None, embedding[np.newaxis, :], TEXT, message)
         return training_data
 
     @classmethod

@@ -1,5 +1,6 @@
 """End to end over REST against the real trained model and the real servers."""
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -52,6 +53,20 @@ def assistant_without_action_server(tmp_path_factory):
 def test_every_topic_is_answered(assistant, topic):
     replies = texts(say(assistant, f"faq-{topic}", QUESTIONS[topic]))
     assert CLINIC.fill(FAQ[f"utter_faq/{topic}"][0]["text"]) in replies
+
+
+def test_visitors_writing_at_once_get_what_each_would_get_alone(assistant):
+    """Messages that arrive together are embedded together (components/message_embeddings.py):
+    each still gets its own answer, and a crisis in a clause its crisis reply."""
+    crisis = "how long is one drip appointment? i keep thinking about killing myself"
+    asked = [*QUESTIONS.items(), ("crisis", crisis)]
+    with ThreadPoolExecutor(len(asked)) as pool:
+        replies = list(pool.map(lambda item: texts(say(assistant, f"together-{uuid.uuid4()}", item[1])), asked))
+    for (topic, _), got in zip(asked, replies, strict=True):
+        if topic == "crisis":
+            assert DOMAIN["utter_crisis"][0]["text"] in got
+        else:
+            assert CLINIC.fill(FAQ[f"utter_faq/{topic}"][0]["text"]) in got, topic
 
 
 def test_frame_comes_once_per_session_with_the_clinic_name(assistant):

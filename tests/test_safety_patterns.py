@@ -10,7 +10,8 @@ from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, TEXT
 from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 
-from components.safety_net import CRISIS_CLAUSE, OTHER, NearestExamples, SafetyNet, clauses, decide
+from components.message_embeddings import clauses
+from components.safety_net import CRISIS_CLAUSE, OTHER, NearestExamples, SafetyNet, decide
 from components.safety_patterns import (
     CRISIS,
     MEDICAL_EMERGENCY,
