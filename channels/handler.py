@@ -11,8 +11,7 @@
   message, utter_frame, which says how long the conversation is kept. No action-server round
   trip on a visitor's first message, and a session starts the same whether the action server
   is up or not.
-- While other messages are being handled, a message is first embedded together with the others
-  that arrived with it, in one encoder pass (components/message_embeddings.py).
+- Turns are taken in arrival order, a few at a time (channels/turns.py).
 """
 import logging
 from typing import Any, Awaitable, Callable, List
@@ -24,9 +23,9 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint
 
 from channels.inbound import prepare_message
+from channels.turns import TURNS
 from clinic_core.clinic import load_clinic
 from clinic_core.settings import CLINIC_FILE
-from components.message_embeddings import shared_batcher
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +71,8 @@ async def reply_too_long(agent: Any, message: UserMessage) -> None:
 
 def message_handler(blueprint: Blueprint, on_new_message: Callable[[UserMessage], Awaitable[Any]],
                     max_message_chars: int, retention_days: int) -> Callable[[UserMessage], Awaitable[Any]]:
-    """`on_new_message` with the length cap, the cleaning, the session restart and, under load,
-    the embedding with other messages first."""
+    """`on_new_message` with the length cap, the cleaning and the session restart first, in its turn."""
     apps: List[Any] = []
-    in_flight = 0  # messages being handled, this one included
 
     @blueprint.listener("before_server_start")
     async def remember_app(app: Any, _loop: Any) -> None:
@@ -89,17 +86,11 @@ def message_handler(blueprint: Blueprint, on_new_message: Callable[[UserMessage]
             await reply_too_long(agent, message)
             return
         message.text = prepare_message(message.text)
-        nonlocal in_flight
-        in_flight += 1
-        try:
-            if in_flight > 1:
-                await shared_batcher().embed_with_others(message.text)
+        async with TURNS.turn(message.text):
             try:
                 await start_session(agent, message, retention_days)
             except Exception as exception:  # the message is still answered
                 logger.error("Could not start the session: %s", type(exception).__name__)
             await on_new_message(message)
-        finally:
-            in_flight -= 1
 
     return handle
