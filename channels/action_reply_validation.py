@@ -5,8 +5,8 @@ Rasa 3.6 checks every reply with `jsonschema.validate(reply, spec)`, and jsonsch
 the fixed spec against its meta-schema on every call: about 40 ms of CPU per action-server reply,
 most of a new conversation's cost. Here a validator built once from the same spec decides; a
 reply it rejects goes to Rasa's own check, so the error raised is Rasa's, word for word.
-channels/__init__.py installs it in every process that loads the project's channels or tracker
-store, which are the Rasa server's.
+channels/handler.py, which both input channels use, installs it in the Rasa server; processes
+that only read the channels' settings (the service runners) do not load Rasa for it.
 """
 from typing import Any, Dict, Text
 

@@ -22,6 +22,8 @@ from rasa.shared.core.events import BotUttered, SessionStarted, SlotSet, UserUtt
 from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint
 
+# Installs the action-reply check built once, in the Rasa server only (see the module).
+from channels import action_reply_validation  # noqa: F401
 from channels.inbound import prepare_message
 from channels.turns import TURNS
 from clinic_core.clinic import load_clinic

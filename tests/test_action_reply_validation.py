@@ -5,7 +5,7 @@ import pytest
 from jsonschema import ValidationError
 from rasa.core.actions.action import RemoteAction
 
-import channels.tracker_store  # noqa: F401  (what the Rasa server imports from endpoints.yml)
+import channels.rest  # noqa: F401  (what the Rasa server imports from credentials.yml)
 from channels.action_reply_validation import RASAS_CHECK, validate_action_result
 
 ACTION = RemoteAction("action_booking_form", None)

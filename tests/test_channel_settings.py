@@ -59,3 +59,12 @@ def test_the_action_server_does_not_start_without_its_token():
     started = subprocess.run([sys.executable, "-m", "actions.server"], cwd=ROOT, env=environ,
                              capture_output=True, text=True, timeout=120)
     assert started.returncode != 0 and "ACTION_SERVER_TOKEN" in started.stderr
+
+
+def test_the_service_runners_read_the_channel_settings_without_loading_rasa():
+    """make run's supervisor held 470 MB when the channels package loaded Rasa for them."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys; import scripts.run_all, scripts.run_production; "
+         "print(sorted({m.split('.')[0] for m in sys.modules} & {'rasa', 'tensorflow', 'numpy'}))"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
