@@ -195,7 +195,7 @@ eval: install $(MODEL)
 	$(PY) scripts/evaluate.py --models-from $(EVAL_MODELS)
 
 # The stock config's model is make eval-train's, trained here first if missing or out of date.
-bench: install $(MODEL)
+bench: install $(MODEL) $(WIDGET)
 	$(PY) scripts/evaluate.py --train-ahead $(EVAL_MODELS) --skip "this project" --skip "before the encoder"
 	$(PY) benchmarks/bench.py --model $(MODEL) --stock-model $(EVAL_MODELS)/stockrasainit.tar.gz
 

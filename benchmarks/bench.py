@@ -9,7 +9,9 @@ Per model and round:
 - load: CLIENTS clients for LOAD_SECONDS, each continuing its own conversation, a message as
   soon as the last one was answered: messages/s, p50, p95, p99, fewest and most turns a client got;
 - long: one conversation of LONG_TURNS turns, p50 of turns 1-10 against turns 140-150;
-- RSS of each process (and the processes it started) after the load.
+- RSS of each process (and the processes it started) after the load;
+- RSS of the default profile: every process `make run` starts (scripts/run_all.py, its
+  supervisor included, on its embedded defaults in a scratch directory), after a few turns.
 The messages are the held-out dev part's, in a fixed order. The models take turns going first
 in successive rounds, so slow drift of the machine hits both alike; each figure is the median
 over the rounds, and the table gives this project / stock for each.
@@ -17,7 +19,9 @@ over the rounds, and the table gives this project / stock for each.
 import argparse
 import asyncio
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,12 +33,13 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.nlu_eval import heldout_path, load_examples  # noqa: E402
-from scripts.services import Services, _process_group, rasa_services  # noqa: E402
+from scripts.services import PROJECT_ROOT, Services, _process_group, rasa_services  # noqa: E402
 
 SEQUENTIAL_CONVERSATIONS = 40
 CLIENTS = 16
 LOAD_SECONDS = 60.0
 LONG_TURNS = 150
+PROFILE_TURNS = 20
 EARLY, LATE = range(0, 10), range(139, 150)  # turns 1-10 and 140-150, counted from 0
 TIMEOUT = aiohttp.ClientTimeout(total=120)
 Figures = Dict[str, float]
@@ -55,6 +60,31 @@ def process_rss_mb(pid: int) -> float:
             continue
         total_kb += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
     return total_kb / 1024
+
+
+def process_tree_rss_mb(pid: int) -> float:
+    """Resident memory of the process and all its descendants, in MB."""
+    children: Dict[int, List[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    tree, total = [pid], 0.0
+    while tree:
+        member = tree.pop()
+        tree += children.get(member, [])
+        total += process_rss_mb_alone(member)
+    return total
+
+
+def process_rss_mb_alone(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0) / 1024
 
 
 async def say(session: aiohttp.ClientSession, url: str, sender: str, text: str) -> float:
@@ -128,7 +158,45 @@ def measure(model: Path, port: int, messages: List[str], load_seconds: float) ->
     for name, megabytes in rss.items():
         figures[f"RSS {name} (MB)"] = megabytes
     figures["RSS total (MB)"] = sum(rss.values())
+    figures["RSS default profile, every make run process (MB)"] = default_profile_rss_mb(model, port + 100, messages)
     return figures
+
+
+def default_profile_rss_mb(model: Path, port: int, messages: List[str]) -> float:
+    """`make run`'s processes, started as it starts them, after PROFILE_TURNS turns."""
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**os.environ, "MODEL": str(model), "RASA_PORT": str(port), "ACTION_PORT": str(port + 50),
+               "STAFF_INBOX_PORT": str(port + 60), "DEMO_PORT": str(port + 70),
+               "ACTION_ENDPOINT_URL": f"http://localhost:{port + 50}/webhook",
+               "TRACKER_DB": f"{scratch}/tracker.db", "DATABASE_URL": f"sqlite:///{scratch}/handoffs.db"}
+        supervisor = subprocess.Popen([sys.executable, "scripts/run_all.py"], cwd=PROJECT_ROOT, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://localhost:{port}/webhooks/rest/webhook"
+            asyncio.run(profile_turns(url, messages, supervisor))
+            return process_tree_rss_mb(supervisor.pid)
+        finally:
+            supervisor.send_signal(signal.SIGTERM)
+            supervisor.wait(timeout=60)
+
+
+async def profile_turns(url: str, messages: List[str], supervisor: subprocess.Popen) -> None:
+    """Waits for the chat to answer, then holds PROFILE_TURNS turns."""
+    sender = f"bench-profile-{uuid.uuid4()}"
+    deadline = time.perf_counter() + 300
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        while True:
+            if supervisor.poll() is not None or time.perf_counter() > deadline:
+                raise RuntimeError("make run's processes did not start")
+            try:
+                async with session.post(url, json={"sender": sender, "message": messages[0]}) as reply:
+                    if reply.status == 200 and await reply.json():
+                        break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(1)
+        for text in messages[1:PROFILE_TURNS]:
+            await say(session, url, sender, text)
 
 
 def markdown_table(results: Dict[str, Figures], names: Tuple[str, ...]) -> str:
