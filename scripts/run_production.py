@@ -32,15 +32,7 @@ from channels.settings import allowed_origins  # noqa: E402
 from clinic_core.clinic import ClinicConfigError, load_clinic  # noqa: E402
 from clinic_core.environment import load_env_file  # noqa: E402
 from clinic_core.settings import CLINIC_FILE, SETTINGS_ERROR_EXIT, SettingsError, load_settings  # noqa: E402
-from scripts.services import (  # noqa: E402
-    PROJECT_ROOT,
-    RASA_PROCESS_ENV,
-    VENV_BIN,
-    PortInUse,
-    Service,
-    Services,
-    port_in_use,
-)
+from scripts.services import PROJECT_ROOT, VENV_BIN, PortInUse, Service, Services, port_in_use  # noqa: E402
 
 STAFF_PYTHON = PROJECT_ROOT / ".venv-staff" / "bin" / "python"
 NGINX_TEMPLATE = PROJECT_ROOT / "deploy" / "nginx.conf.template"
@@ -173,7 +165,7 @@ def topology(data: Path, ports: Ports, replicas: int, model: str, secret: Dict[s
         "STAFF_INBOX_PASSWORD_FILE": str(data / "staff_inbox_password"),  # development mode only
     }
     rasa_env = {
-        **shared, **RASA_PROCESS_ENV,
+        **shared,
         "TRACKER_DB_HOST": "127.0.0.1", "TRACKER_DB_PORT": str(ports.postgres), "TRACKER_DB_NAME": CONVERSATIONS_DB,
         "TRACKER_DB_USER": DATABASE_USER, "TRACKER_DB_PASSWORD": secret["POSTGRES_PASSWORD"],
         "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(ports.redis), "REDIS_PASSWORD": secret["REDIS_PASSWORD"],

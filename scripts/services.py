@@ -64,13 +64,6 @@ def create_private_file(path: Path) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
-# NumPy's matrix products (the sentence encoder's) on one thread in a Rasa server: a message's
-# are small, and a second BLAS thread only contends for the other core with the action server
-# and the rest (16 clients, a training on the other core: 17-22% more turns, using 0.93 of a
-# core instead of 1.2).
-RASA_PROCESS_ENV = {"OPENBLAS_NUM_THREADS": "1"}
-
-
 def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: str,
                   env: Optional[Dict[str, str]] = None) -> List[Service]:
     """The action server (loopback only, answering only the Rasa server: actions/server.py)
@@ -99,7 +92,7 @@ def rasa_services(model: str, rasa_port: int, action_port: int, tracker_db: str,
             [rasa, "run", "--model", model, "--port", str(rasa_port), "--cors", *origins,
              "--credentials", "credentials.yml", "--endpoints", "endpoints.yml"],
             f"http://localhost:{rasa_port}/", port=rasa_port,
-            env={**env, **secrets_env, **RASA_PROCESS_ENV, "ACTION_ENDPOINT_URL": action_url, "TRACKER_DB": tracker_db},
+            env={**env, **secrets_env, "ACTION_ENDPOINT_URL": action_url, "TRACKER_DB": tracker_db},
         ),
     ]
 
