@@ -11,7 +11,7 @@
   message, utter_frame, which says how long the conversation is kept. No action-server round
   trip on a visitor's first message, and a session starts the same whether the action server
   is up or not.
-- Turns are taken in arrival order, a few at a time (channels/turns.py).
+- Turns are taken one at a time, strictly in arrival order (channels/turns.py).
 """
 import logging
 from typing import Any, Awaitable, Callable, List
