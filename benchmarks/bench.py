@@ -52,14 +52,7 @@ def percentile(values: Sequence[float], share: float) -> float:
 
 def process_rss_mb(pid: int) -> float:
     """Resident memory of the process and every process in its group, in MB."""
-    total_kb = 0
-    for member in _process_group(pid):
-        try:
-            status = Path(f"/proc/{member}/status").read_text()
-        except OSError:
-            continue
-        total_kb += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-    return total_kb / 1024
+    return sum(process_rss_mb_alone(member) for member in _process_group(pid))
 
 
 def process_tree_rss_mb(pid: int) -> float:

@@ -51,12 +51,12 @@ class MessageEmbeddings:
     clauses: np.ndarray  # (number of clauses, 384); no rows for a message of one clause
 
 
-def embed_messages(texts: Sequence[str], with_clauses: bool = True) -> List[MessageEmbeddings]:
-    """Each text's embedding and, with_clauses, its clauses', all in one packed encoder pass."""
+def embed_messages(texts: Sequence[str]) -> List[MessageEmbeddings]:
+    """Each text's embedding and its clauses', all in one packed encoder pass."""
     pieces: List[str] = []
     spans = []
     for text in texts:
-        own_clauses = clauses(text) if with_clauses else []
+        own_clauses = clauses(text)
         spans.append((len(pieces), len(own_clauses)))
         pieces += [text, *own_clauses]
     vectors = shared_encoder().encode_many(pieces)

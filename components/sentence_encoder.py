@@ -73,11 +73,11 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         """Visitors' messages: their embeddings and their clauses'."""
         with_text = [message for message in messages if isinstance(message.get(TEXT), str)]
         batcher = shared_batcher()
-        ready = {id(message): batcher.take(message.get(TEXT)) for message in with_text}
-        missing = [message for message in with_text if ready[id(message)] is None]
-        ready.update(zip(map(id, missing), embed_messages([message.get(TEXT) for message in missing]), strict=True))
-        for message in with_text:
-            embeddings = ready[id(message)]
+        taken = [batcher.take(message.get(TEXT)) for message in with_text]
+        missing = [message.get(TEXT) for message, found in zip(with_text, taken, strict=True) if found is None]
+        embedded = iter(embed_messages(missing))
+        for message, found in zip(with_text, taken, strict=True):
+            embeddings = found or next(embedded)
             self.add_features_to_message(None, embeddings.whole[np.newaxis, :], TEXT, message)
             message.set(CLAUSE_EMBEDDINGS, embeddings.clauses)
         return messages
