@@ -7,7 +7,7 @@ from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, INTENT_RESPONS
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from components.embedding_ensemble import EmbeddingEnsemble, _blend
+from components.embedding_ensemble import DomainDistance, EmbeddingEnsemble, _blend, intents_and_topics
 from components.sentence_encoder import SentenceEncoderFeaturizer
 
 EXAMPLES = [
@@ -48,6 +48,12 @@ def test_blend_averages_and_reorders():
     assert blended[0]["confidence"] == pytest.approx(0.7)
 
 
+def test_topics_are_classes_whose_sum_is_the_faq():
+    intents, topics = intents_and_topics({"faq/a": 0.3, "faq/b": 0.1, "greet": 0.6})
+    assert intents == pytest.approx({"faq": 0.4, "greet": 0.6})
+    assert topics == pytest.approx({"faq/a": 0.75, "faq/b": 0.25})
+
+
 def test_a_wrong_topic_is_corrected_by_the_embedding(ensemble):
     component, featurizer = ensemble
     parsed = message("could i end up dependent on it")
@@ -79,8 +85,9 @@ def test_a_message_nearer_the_off_topic_examples_is_out_of_scope(ensemble):
     component, featurizer = ensemble
     parsed = message("recommend a good lasagna recipe")
     featurizer.process([parsed])
-    parsed.set(INTENT, {"name": "faq", "confidence": 0.6})
-    parsed.set(INTENT_RANKING_KEY, [{"name": "faq", "confidence": 0.6}, {"name": "out_of_scope", "confidence": 0.4}])
+    # DIET sure of an FAQ question, so that the blend keeps it and the distance check decides.
+    parsed.set(INTENT, {"name": "faq", "confidence": 0.95})
+    parsed.set(INTENT_RANKING_KEY, [{"name": "faq", "confidence": 0.95}, {"name": "out_of_scope", "confidence": 0.05}])
     component.process([parsed])
     assert parsed.get(INTENT) == {"name": "out_of_scope", "confidence": 1.0}
     assert [entry["name"] for entry in parsed.get(INTENT_RANKING_KEY)].count("out_of_scope") == 1
@@ -110,12 +117,15 @@ def test_a_crisis_reading_is_never_moved_out_of_scope(ensemble):
 
 def test_a_weak_reading_is_left_to_the_fallback(ensemble):
     component, featurizer = ensemble
+    component.config["weight"] = 0.0  # DIET's reading alone, so that only the distance check could move it
     parsed = message("recommend a good lasagna recipe")
     featurizer.process([parsed])
     parsed.set(INTENT, {"name": "faq", "confidence": 0.2})
     parsed.set(INTENT_RANKING_KEY, [{"name": "faq", "confidence": 0.2}, {"name": "greet", "confidence": 0.15}])
     component.process([parsed])
-    assert parsed.get(INTENT)["name"] == "faq"
+    # Nearer the off-topic examples, but too weak a reading for the distance check to move.
+    assert parsed.get(INTENT)["confidence"] < EmbeddingEnsemble.get_default_config()["fallback_threshold"]
+    assert DomainDistance.out_of_scope(parsed.get("out_of_scope_check"), 0.2)
 
 
 def out_of_scope_reading(featurizer, text):
