@@ -4,6 +4,7 @@ Ports kept apart from `make run` (5005/5055/8000/8080) and the REST tests (52xx)
 actions 5555, demo page 8180, staff inbox 8181, all moved by TEST_PORT_OFFSET. Chromium is Debian's
 (`make chromium`), driven by Playwright.
 """
+import json
 import os
 import re
 import tempfile
@@ -113,6 +114,17 @@ class Visit:
             const tag = document.querySelector('script[data-server-url]');
             if (tag) tag.dataset.remember = 'local';
         });""")
+
+    def spanish_page(self, greeting_es=None):
+        """The demo pages as a clinic serves their Spanish version: <html lang="es">, and the
+        clinic's own Spanish greeting on the widget's tag if given (set as remember_local does)."""
+        self.context.add_init_script(script=f"""document.addEventListener('readystatechange', () => {{
+            if (document.readyState !== 'interactive') return;
+            document.documentElement.lang = 'es';
+            const tag = document.querySelector('script[data-server-url]');
+            const greeting = {json.dumps(greeting_es)};
+            if (tag && greeting) tag.dataset.greetingEs = greeting;
+        }});""")
 
     def open_site(self, path="/"):
         self.page.goto(DEMO_URL + path)

@@ -408,3 +408,27 @@ def test_connection_loss_shows_the_phone_number_and_reconnects(servers, visit):
     visit.wait_connected()
     visit.ask("what are the side effects?", SIDE_EFFECTS)
     visit.screenshot("12-reconnected")
+
+
+def test_on_a_spanish_page_the_widget_speaks_spanish_with_the_clinics_own_greeting(visit):
+    visit.spanish_page(greeting_es="¡Bienvenido a nuestra clínica! ¿En qué le podemos ayudar?")
+    visit.open_site()
+    expect(visit.launcher).to_have_text("¿Preguntas? Escríbanos")
+    visit.launcher.click()
+    expect(visit.page.get_by_role("dialog")).to_be_visible()
+    expect(visit.page.locator(".cc-root")).to_have_attribute("lang", "es")
+    expect(visit.page.get_by_role("log", name="Conversación")).to_be_visible()
+    expect(visit.bot_messages.first).to_have_text(re.compile("¡Bienvenido a nuestra clínica!"))
+    expect(visit.page.locator("#cc-input")).to_have_attribute("placeholder", "Escriba su pregunta…")
+    expect(visit.page.get_by_role("button", name="Empezar de nuevo")).to_be_visible()
+    expect(visit.page.get_by_role("button", name="Enviar")).to_be_visible()
+    expect(visit.page.get_by_role("button", name="Cerrar el chat")).to_be_visible()
+    visit.screenshot("14-spanish-page")
+
+
+def test_on_a_spanish_page_the_clinics_english_greeting_gives_way_to_the_widgets_spanish_one(visit):
+    visit.spanish_page()
+    visit.open_site()
+    visit.launcher.click()
+    expect(visit.bot_messages.first).to_have_text(re.compile("Puedo responder preguntas generales"))
+    expect(visit.bot_messages.filter(has_text="Hi!")).to_have_count(0)

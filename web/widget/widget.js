@@ -3,7 +3,11 @@
 //   <script src="/widget/clinic-chat.js" defer
 //           data-server-url="https://assistant.example-clinic.test"
 //           data-clinic-name="Example Ketamine Clinic" data-clinic-phone="(555) 010-0100"
-//           data-primary-color="#0b5c6b" data-greeting="Hi! Ask me about ketamine therapy."></script>
+//           data-primary-color="#0b5c6b" data-greeting="Hi! Ask me about ketamine therapy."
+//           data-greeting-es="¡Hola! Pregúntenos sobre la terapia con ketamina."></script>
+//
+// Its own words (strings.js) follow the page's language (<html lang="es">), or data-language;
+// data-greeting-es and data-launcher-label-es are the clinic's own Spanish words.
 //
 // It talks to Rasa's socket.io channel (session_persistence on) with socket.io-client 4, which
 // speaks Engine.IO 4 / Socket.IO 5 like Rasa 3.6's python-socketio 5 server. The session id
@@ -19,6 +23,7 @@ import { io } from "socket.io-client";
 import { readableOn } from "./contrast.js";
 import { clearsTranscript, confirmationOf } from "./forget.js";
 import { renderMarkdown } from "./markdown.js";
+import { STRINGS, widgetLanguage } from "./strings.js";
 
 const DEFAULTS = {
   serverUrl: "http://localhost:5005",
@@ -27,9 +32,12 @@ const DEFAULTS = {
   clinicPhone: "",
   primaryColor: "#0b5c6b",
   textOnPrimary: "", // default: black or white, whichever reads better on primaryColor
-  greeting: "Hi! I can answer general questions about ketamine therapy. What would you like to know?",
+  language: "", // default: the page's <html lang>
+  greeting: "", // default: the widget's own, in the widget's language
+  greetingEs: "",
   title: "",
-  launcherLabel: "Questions? Chat with us",
+  launcherLabel: "",
+  launcherLabelEs: "",
   historyMinutes: 60, // Rasa's session_expiration_time: after that a new session (and frame) starts
   remember: "session", // "session": this tab only; "local": the browser, shared by the site's tabs
   storageKey: "",
@@ -46,6 +54,13 @@ function readConfig(script, overrides) {
   Object.assign(config, overrides || {});
   config.historyMinutes = Number(config.historyMinutes) || DEFAULTS.historyMinutes;
   config.title = config.title || config.clinicName;
+  config.language = widgetLanguage(config.language, document.documentElement.lang);
+  config.strings = STRINGS[config.language];
+  // A clinic's English greeting is not shown on its Spanish pages: the widget's own Spanish one is.
+  const own = config.language === "es" ? { greeting: config.greetingEs, launcherLabel: config.launcherLabelEs }
+    : { greeting: config.greeting, launcherLabel: config.launcherLabel };
+  config.greeting = own.greeting || config.strings.greeting;
+  config.launcherLabel = own.launcherLabel || config.strings.launcherLabel;
   config.textOnPrimary = config.textOnPrimary || readableOn(config.primaryColor);
   config.storageKey = config.storageKey || `clinic-chat:${config.serverUrl}`;
   config.remember = config.remember === "local" ? "local" : "session"; // anything else: the private default
@@ -195,7 +210,8 @@ class ClinicChat {
 
   build() {
     const c = this.config;
-    this.root = el("div", { class: "cc-root", "data-clinic-chat": "" });
+    const t = c.strings;
+    this.root = el("div", { class: "cc-root", "data-clinic-chat": "", lang: c.language });
     this.root.style.setProperty("--cc-primary", c.primaryColor);
     this.root.style.setProperty("--cc-on-primary", c.textOnPrimary);
 
@@ -204,15 +220,15 @@ class ClinicChat {
     }, [svg(ICON_CHAT), el("span", { text: c.launcherLabel })]);
     this.launcher.addEventListener("click", () => (this.isOpen() ? this.close() : this.open()));
 
-    this.restartButton = el("button", { type: "button", class: "cc-restart", text: "Start over" });
+    this.restartButton = el("button", { type: "button", class: "cc-restart", text: t.startOver });
     this.restartButton.addEventListener("click", () => this.startOver());
-    this.closeButton = el("button", { type: "button", class: "cc-close", "aria-label": "Close chat" }, [svg(ICON_CLOSE)]);
+    this.closeButton = el("button", { type: "button", class: "cc-close", "aria-label": t.close }, [svg(ICON_CLOSE)]);
     this.closeButton.addEventListener("click", () => this.close());
 
     const header = el("div", { class: "cc-header" }, [
       el("div", { class: "cc-heading" }, [
         el("h2", { id: "cc-title", class: "cc-title", text: c.title }),
-        el("p", { id: "cc-subtitle", class: "cc-subtitle", text: "Virtual assistant \u00b7 not for emergencies" }),
+        el("p", { id: "cc-subtitle", class: "cc-subtitle", text: t.subtitle }),
       ]),
       this.restartButton,
       this.closeButton,
@@ -223,18 +239,18 @@ class ClinicChat {
     // role="log" is a polite live region: screen readers announce each new message.
     this.log = el("div", {
       class: "cc-log", role: "log", "aria-live": "polite", "aria-relevant": "additions",
-      "aria-label": "Conversation", tabindex: "0",
+      "aria-label": t.conversation, tabindex: "0",
     });
     this.typing = el("div", { class: "cc-typing", hidden: true }, [
       el("span", { class: "cc-dot", "aria-hidden": "true" }),
       el("span", { class: "cc-dot", "aria-hidden": "true" }),
       el("span", { class: "cc-dot", "aria-hidden": "true" }),
-      el("span", { class: "cc-sr", text: "The assistant is typing" }),
+      el("span", { class: "cc-sr", text: t.typing }),
     ]);
 
     this.input = el("textarea", {
       id: "cc-input", class: "cc-input", rows: "1", maxlength: "1000", autocomplete: "off",
-      placeholder: "Type your question\u2026",
+      placeholder: t.placeholder,
     });
     this.input.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -242,9 +258,9 @@ class ClinicChat {
         this.form.requestSubmit();
       }
     });
-    this.sendButton = el("button", { type: "submit", class: "cc-send", text: "Send" });
+    this.sendButton = el("button", { type: "submit", class: "cc-send", text: t.send });
     this.form = el("form", { class: "cc-form" }, [
-      el("label", { for: "cc-input", class: "cc-sr", text: "Your question" }),
+      el("label", { for: "cc-input", class: "cc-sr", text: t.inputLabel }),
       this.input,
       this.sendButton,
     ]);
@@ -298,17 +314,18 @@ class ClinicChat {
   }
 
   messageNode(message, isLast) {
+    const t = this.config.strings;
     const bubble = el("div", { class: `cc-msg cc-${message.from}` });
     if (message.from === "bot") {
-      bubble.append(el("span", { class: "cc-sr", text: "Assistant: " }));
+      bubble.append(el("span", { class: "cc-sr", text: t.assistantSays }));
       const body = el("div", { class: "cc-body" });
       body.innerHTML = renderMarkdown(message.text); // escaped; only p, br, ul, li, strong, em, a
       bubble.append(body);
     } else {
-      bubble.append(el("span", { class: "cc-sr", text: "You: " }), el("div", { class: "cc-body", text: message.text }));
+      bubble.append(el("span", { class: "cc-sr", text: t.youSay }), el("div", { class: "cc-body", text: message.text }));
     }
     if (isLast && message.buttons && message.buttons.length) {
-      const replies = el("div", { class: "cc-replies", role: "group", "aria-label": "Suggested replies" });
+      const replies = el("div", { class: "cc-replies", role: "group", "aria-label": t.suggestedReplies });
       for (const button of message.buttons) {
         const choice = el("button", { type: "button", class: "cc-reply", text: button.title });
         choice.addEventListener("click", () => {
@@ -363,9 +380,10 @@ class ClinicChat {
     }
     if (!this.notice.hidden) return; // already shown: keep it stable for screen readers
     const phone = this.config.clinicPhone;
-    const parts = [el("strong", { text: "We can't reach the assistant right now." }), " Trying again\u2026"];
+    const t = this.config.strings;
+    const parts = [el("strong", { text: t.offline }), t.retrying];
     if (phone) {
-      parts.push(" If you need us now, call ", el("a", { href: telHref(phone), text: phone }), ".");
+      parts.push(t.callUs, el("a", { href: telHref(phone), text: phone }), t.callUsEnd);
     }
     this.notice.replaceChildren(...parts);
     this.notice.hidden = false;
