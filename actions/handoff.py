@@ -12,7 +12,7 @@ from actions.booking_form import BOOKING_SLOTS, MAX_NAME_LENGTH, MAX_REASON_LENG
 from actions.contact_details import normalise_email, normalise_us_phone
 from clinic_core.clinic import WEEKDAYS, Clinic, format_time, load_clinic
 from clinic_core.settings import CLINIC_FILE, load_settings
-from clinic_core.storage import HandoffRequest, HandoffStore
+from clinic_core.storage import HandoffRequest, HandoffStore, known_language
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class ActionSubmitBooking(Action):
             consent=True,
             conversation_id=tracker.sender_id,
             visitor_messages=visitor_messages(tracker),
+            language=known_language(tracker.get_slot("language")),
         )
         settings = load_settings()
         try:

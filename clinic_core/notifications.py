@@ -19,6 +19,8 @@ from clinic_core.storage import HandoffRequest, Notification
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NOT_GIVEN = "(not given)"
+# How a handoff's language reads to staff: a visitor who wrote in Spanish wants a reply in it.
+LANGUAGE_FOR_STAFF = {"en": "English", "es": "prefers Spanish"}
 TIMEOUT_SECONDS = 15
 
 
@@ -36,7 +38,8 @@ def _visitor_fields(request: HandoffRequest, bullet: str) -> Dict[str, str]:
 
 def _fields(handoff_id: int, request: HandoffRequest, include_details: bool, bullet: str) -> Dict[str, str]:
     # The minimal templates get only these, so a detail added to one of them fails loudly (KeyError).
-    fields = {"handoff_id": str(handoff_id), "preferred_time": request.preferred_time}
+    fields = {"handoff_id": str(handoff_id), "preferred_time": request.preferred_time,
+              "language": LANGUAGE_FOR_STAFF[request.language]}
     if include_details:
         fields.update(_visitor_fields(request, bullet))
     return fields
@@ -53,7 +56,8 @@ def one_line(text: str) -> str:
 
 
 def subject_for(handoff_id: int, request: HandoffRequest, include_details: bool) -> str:
-    fields = {"handoff_id": str(handoff_id)}
+    fields = {"handoff_id": str(handoff_id),
+              "language_note": "" if request.language == "en" else f" ({LANGUAGE_FOR_STAFF[request.language]})"}
     if include_details:
         fields["full_name"] = request.full_name
     return one_line(_render("staff_email_subject", include_details, fields))
@@ -62,8 +66,8 @@ def subject_for(handoff_id: int, request: HandoffRequest, include_details: bool)
 def render_notifications(handoff_id: int, request: HandoffRequest, settings: Settings) -> List[Notification]:
     """One notification per channel that is switched on; none when neither is.
 
-    By default each says only that a request arrived, its id, the preferred time and the
-    inbox link; names, contact details, the reason and the visitor's messages are added per
+    By default each says only that a request arrived, its id, the preferred time, the language
+    the visitor wrote in and the inbox link; names, contact details, the reason and the visitor's messages are added per
     channel by NOTIFY_EMAIL_INCLUDE_DETAILS / NOTIFY_WEBHOOK_INCLUDE_DETAILS.
     """
     notifications = []

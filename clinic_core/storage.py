@@ -51,6 +51,9 @@ STATUSES = ("new", "contacted", "booked", "closed")
 # A handoff id as typed in a URL or a command: more digits would overflow the database's integer.
 HANDOFF_ID_PATTERN = r"\d{1,18}"
 CHANNELS = ("email", "webhook")
+# The languages the assistant speaks; a handoff records the one the visitor wrote in.
+LANGUAGES = ("en", "es")
+DEFAULT_LANGUAGE = "en"
 # pending: to be sent; sent; failed: given up (too many attempts, or it can never be sent).
 NOTIFICATION_STATUSES = ("pending", "sent", "failed")
 
@@ -70,6 +73,7 @@ handoffs = Table(
     Column("status_changed_at", DateTime),
     Column("conversation_id", String(255), nullable=False),
     Column("visitor_messages", JSON, nullable=False),
+    Column("language", String(8), nullable=False, server_default=DEFAULT_LANGUAGE),  # LANGUAGES
 )
 
 outbox = Table(
@@ -146,6 +150,12 @@ class HandoffRequest:
     email: Optional[str] = None
     reason: Optional[str] = None
     visitor_messages: List[str] = field(default_factory=list)
+    language: str = DEFAULT_LANGUAGE  # one of LANGUAGES
+
+
+def known_language(value: Any) -> str:
+    """The conversation's language if the assistant speaks it, else the default."""
+    return value if value in LANGUAGES else DEFAULT_LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -197,7 +207,8 @@ def request_from_row(row: Dict[str, Any]) -> HandoffRequest:
     return HandoffRequest(
         full_name=row["full_name"], preferred_time=row["preferred_time"], consent=row["consent"],
         conversation_id=row["conversation_id"], phone=row["phone"], email=row["email"],
-        reason=row["reason"], visitor_messages=list(row["visitor_messages"] or []))
+        reason=row["reason"], visitor_messages=list(row["visitor_messages"] or []),
+        language=known_language(row["language"]))
 
 
 class HandoffStore:
@@ -241,6 +252,7 @@ class HandoffStore:
                 reason=request.reason, consent=request.consent, status="new",
                 conversation_id=request.conversation_id,
                 visitor_messages=list(request.visitor_messages),
+                language=known_language(request.language),
             )).inserted_primary_key[0]
             connection.execute(insert(outbox_events).values(
                 handoff_id=handoff_id, kind=HANDOFF_CREATED, created_at=now))

@@ -102,6 +102,7 @@ def show_handoff(store: HandoffStore, actor: Actor, handoff_id: int) -> int:
         ("Phone", handoff["phone"] or "not given"),
         ("Email", handoff["email"] or "not given"),
         ("Preferred time", handoff["preferred_time"]),
+        ("Language", "prefers Spanish" if handoff["language"] == "es" else "English"),
         ("Reason", handoff["reason"] or "not given"),
         ("Agreed to contact", "yes" if handoff["consent"] else "no"),
         ("Conversation ID", handoff["conversation_id"]),

@@ -277,6 +277,13 @@ def test_a_confirmed_booking_is_stored_and_the_form_reset(database, monkeypatch)
     assert all(value is None for value in slots.values()) and "full_name" in slots
 
 
+@pytest.mark.parametrize("language, stored", [("es", "es"), (None, "en"), ("fr", "en"), ("<es>", "en")])
+def test_the_handoff_records_the_conversations_language_if_the_assistant_speaks_it(database, language, stored):
+    submit({**FILLED, "booking_confirmed": True, "language": language})
+    [row] = HandoffStore(database).list_handoffs()
+    assert row["language"] == stored
+
+
 def test_with_no_channel_configured_the_handoff_is_still_stored(database):
     submit({**FILLED, "booking_confirmed": True})
     assert len(HandoffStore(database).list_handoffs()) == 1

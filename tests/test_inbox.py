@@ -507,6 +507,18 @@ def test_detail_shows_fields_and_escapes_visitor_text(inbox: str, store: Handoff
     assert 'style=' not in page and "<style" not in page  # the CSP allows only the stylesheet
 
 
+def test_list_and_detail_show_which_visitors_prefer_spanish(inbox: str, store: HandoffStore) -> None:
+    spanish = add_handoff(store, "Lucía Ortega", language="es")
+    english = add_handoff(store, "Ann Lee")
+    session = signed_in(inbox)
+    listing = session.get(f"{inbox}/").text
+    row_of = {name: row for row in listing.split("<tr>") for name in ("Lucía Ortega", "Ann Lee") if name in row}
+    assert "Prefers Spanish" in row_of["Lucía Ortega"] and "Prefers Spanish" not in row_of["Ann Lee"]
+    assert "Prefers Spanish" in session.get(f"{inbox}/handoffs/{spanish}").text
+    detail = session.get(f"{inbox}/handoffs/{english}").text
+    assert "Prefers Spanish" not in detail and "<dt>Language</dt><dd>English</dd>" in detail
+
+
 def test_detail_shows_notification_delivery(inbox: str, store: HandoffStore) -> None:
     handoff_id = handoff_with_notifications(
         store, HandoffRequest("Ann", "Mornings", True, "c-1"),

@@ -50,6 +50,7 @@ def test_a_version_1_database_is_adopted_and_keeps_its_rows(tmp_path):
     store = HandoffStore(f"sqlite:///{path}")
     [old] = store.list_handoffs()
     assert (old["full_name"], old["visitor_messages"]) == ("Old Visitor", ["hello"])
+    assert old["language"] == "en"  # handoffs from before the assistant spoke Spanish
     [notification] = store.notifications()
     assert re.fullmatch(r"[0-9a-f]{32}", notification["idempotency_key"])
     assert migrate.current_revision(store.engine) == migrate.head_revision()

@@ -1,4 +1,5 @@
 """Staff notifications through the outbox, against a real SMTP server and a real HTTP receiver."""
+import dataclasses
 import json
 import re
 from datetime import timedelta
@@ -72,6 +73,41 @@ def test_by_default_the_email_says_only_that_a_request_arrived_with_its_id_time_
     # The whole message as it reached the SMTP server: headers and body.
     assert visitor_details_in(message.as_string()) == []
     assert store.notifications()[0]["status"] == "sent"
+
+
+def spanish_handoff(settings):
+    store = HandoffStore(settings.database_url)
+    handoff_id = store.create_handoff(dataclasses.replace(REQUEST, language="es"))
+    queue_new_notifications(store, settings)
+    return store, handoff_id
+
+
+@pytest.mark.parametrize("details", ["false", "true"])
+def test_every_email_says_when_the_visitor_prefers_spanish(tmp_path, smtp, details):
+    settings = settings_for(tmp_path, smtp_port=smtp.port, NOTIFY_EMAIL_INCLUDE_DETAILS=details)
+    store, handoff_id = spanish_handoff(settings)
+    assert run_once(store, settings) == 1
+    [(_, message)] = smtp.mailbox.messages
+    assert message["Subject"].startswith(f"New booking request #{handoff_id} (prefers Spanish)")
+    assert "Language: prefers Spanish" in message.get_payload()
+
+
+@pytest.mark.parametrize("details", ["false", "true"])
+def test_every_webhook_message_says_when_the_visitor_prefers_spanish(tmp_path, webhook, details):
+    settings = settings_for(tmp_path, webhook_url=webhook.url, NOTIFY_WEBHOOK_INCLUDE_DETAILS=details)
+    store, _ = spanish_handoff(settings)
+    assert run_once(store, settings) == 1
+    [(_, payload)] = webhook.received
+    assert "Language: prefers Spanish" in payload["text"]
+
+
+def test_an_english_visitors_notification_says_english(tmp_path, smtp):
+    settings = settings_for(tmp_path, smtp_port=smtp.port)
+    store, handoff_id = new_handoff(settings)
+    run_once(store, settings)
+    [(_, message)] = smtp.mailbox.messages
+    assert message["Subject"] == f"New booking request #{handoff_id}"
+    assert "Language: English" in message.get_payload() and "Spanish" not in message.as_string()
 
 
 def test_with_email_details_on_the_email_carries_everything_staff_need(tmp_path, smtp):

@@ -87,11 +87,19 @@ def test_show_prints_details_messages_and_notifications(database_url: str, store
     assert result.returncode == 0, result.stderr
     for text in (f"Handoff {handoff_id}", "Status:            new", "Name:              Ann",
                  "Phone:             (555) 010-0123", "Preferred time:    Tuesday after 3pm",
+                 "Language:          English",
                  "Reason:            Depression", "Agreed to contact: yes", "conversation-Ann",
                  "1. I'd like to book", "email: Sent Jan 15, 2024 9:30 AM PST"):
         assert text in result.stdout
     # Terminal control sequences in visitor text are neutralised, line breaks flattened.
     assert "\x1b" not in result.stdout and "2. evil \N{REPLACEMENT CHARACTER}[2Jescape next line" in result.stdout
+
+
+def test_show_says_when_the_visitor_prefers_spanish(database_url: str, store: HandoffStore) -> None:
+    handoff_id = store.create_handoff(HandoffRequest(full_name="Lucía", preferred_time="mañana", consent=True,
+                                                     conversation_id="conversation-Lucía", language="es"))
+    result = run_cli(database_url, "show", str(handoff_id))
+    assert "Language:          prefers Spanish" in result.stdout
 
 
 def test_set_status_is_saved(database_url: str, store: HandoffStore) -> None:
