@@ -1,5 +1,5 @@
-"""Rasa's check of an action server's reply, with its JSON-schema validator built once: the
-project's one patch of Rasa.
+"""Rasa's check of an action server's reply, with its JSON-schema validator built once (one of
+the project's two patches of Rasa, with channels/model_loading.py).
 
 Rasa 3.6 checks every reply with `jsonschema.validate(reply, spec)`, and jsonschema 4.17 checks
 the fixed spec against its meta-schema on every call: about 40 ms of CPU per action-server reply,

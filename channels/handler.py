@@ -12,6 +12,10 @@
   trip on a visitor's first message, and a session starts the same whether the action server
   is up or not.
 - Turns are taken one at a time, strictly in arrival order (channels/turns.py).
+
+Importing it installs the project's two patches of Rasa in the Rasa server: the action-reply
+check built once (channels/action_reply_validation.py) and models loaded without tracing a
+training step (channels/model_loading.py).
 """
 import logging
 from typing import Any, Awaitable, Callable, List
@@ -23,7 +27,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint
 
 # Installs the action-reply check built once, in the Rasa server only (see the module).
-from channels import action_reply_validation  # noqa: F401
+from channels import action_reply_validation, model_loading  # noqa: F401
 from channels.inbound import prepare_message
 from channels.turns import TURNS
 from clinic_core.clinic import load_clinic
