@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 from rasa.core.agent import Agent
 from rasa.utils.tensorflow.models import RasaModel
 
