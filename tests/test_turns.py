@@ -23,7 +23,10 @@ def run_turns(queue, texts, seconds_each, started=None):
         tasks = []
         for text in texts:
             tasks.append(asyncio.create_task(one(text)))
-            await asyncio.sleep(0.001)  # they arrive one after another
+            # They arrive one after another: each reaches the queue before the next is created,
+            # however busy the machine (a sleep of a millisecond let a loaded machine finish
+            # each 20 ms turn before the next message arrived).
+            await asyncio.sleep(0)
         await asyncio.gather(*tasks)
     asyncio.run(all_of_them())
     return entered, done, in_turn["most"]
@@ -93,7 +96,7 @@ def test_a_turn_cancelled_while_waiting_loses_no_place():
         holding = asyncio.create_task(one("holding one here", 0.02))
         await asyncio.sleep(0)
         given_up = asyncio.create_task(one("given up one", 0.0))
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0)  # it is waiting now: the holding turn has the place for 20 ms
         given_up.cancel()
         await asyncio.gather(holding, one("later one here", 0.0), return_exceptions=True)
     asyncio.run(scenario())
