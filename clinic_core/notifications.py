@@ -67,8 +67,9 @@ def render_notifications(handoff_id: int, request: HandoffRequest, settings: Set
     """One notification per channel that is switched on; none when neither is.
 
     By default each says only that a request arrived, its id, the preferred time, the language
-    the visitor wrote in and the inbox link; names, contact details, the reason and the visitor's messages are added per
-    channel by NOTIFY_EMAIL_INCLUDE_DETAILS / NOTIFY_WEBHOOK_INCLUDE_DETAILS.
+    the visitor wrote in and the inbox link; names, contact details, the reason and the
+    visitor's messages are added per channel by NOTIFY_EMAIL_INCLUDE_DETAILS /
+    NOTIFY_WEBHOOK_INCLUDE_DETAILS.
     """
     notifications = []
     inbox_link = f"{settings.staff_inbox_url}/handoffs/{handoff_id}"

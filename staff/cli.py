@@ -24,9 +24,10 @@ from zoneinfo import ZoneInfo
 
 from clinic_core.clinic import load_clinic
 from clinic_core.environment import load_env_file
+from clinic_core.notifications import LANGUAGE_FOR_STAFF
 from clinic_core.retention import TrackerDatabase
 from clinic_core.settings import CLINIC_FILE, load_settings
-from clinic_core.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore
+from clinic_core.storage import HANDOFF_ID_PATTERN, STATUSES, HandoffStore, known_language
 from staff import handoffs
 from staff.accounts import ROLES, AccountError, Accounts, normalise_username
 from staff.audit import VIA_COMMAND_LINE, VIA_INBOX, Actor, AuditLog
@@ -102,7 +103,7 @@ def show_handoff(store: HandoffStore, actor: Actor, handoff_id: int) -> int:
         ("Phone", handoff["phone"] or "not given"),
         ("Email", handoff["email"] or "not given"),
         ("Preferred time", handoff["preferred_time"]),
-        ("Language", "prefers Spanish" if handoff["language"] == "es" else "English"),
+        ("Language", LANGUAGE_FOR_STAFF[known_language(handoff["language"])]),
         ("Reason", handoff["reason"] or "not given"),
         ("Agreed to contact", "yes" if handoff["consent"] else "no"),
         ("Conversation ID", handoff["conversation_id"]),

@@ -109,21 +109,21 @@ class Visit:
         on the widget's script tag, in every page and tab of this visit. Set once the page is parsed
         and before the deferred widget script runs (a page fulfilled by Playwright's routing would
         lose its local address, and Chromium would then block its connections to the assistant)."""
-        self.context.add_init_script("""document.addEventListener('readystatechange', () => {
-            if (document.readyState !== 'interactive') return;
-            const tag = document.querySelector('script[data-server-url]');
-            if (tag) tag.dataset.remember = 'local';
-        });""")
+        self._before_the_widget_runs("tag.dataset.remember = 'local';")
 
     def spanish_page(self, greeting_es=None):
         """The demo pages as a clinic serves their Spanish version: <html lang="es">, and the
-        clinic's own Spanish greeting on the widget's tag if given (set as remember_local does)."""
-        self.context.add_init_script(script=f"""document.addEventListener('readystatechange', () => {{
+        clinic's own Spanish greeting on the widget's tag if given."""
+        greeting = f"tag.dataset.greetingEs = {json.dumps(greeting_es)};" if greeting_es else ""
+        self._before_the_widget_runs(f"document.documentElement.lang = 'es'; {greeting}")
+
+    def _before_the_widget_runs(self, statements):
+        """Runs statements (with `tag`, the widget's script tag) in every page of this visit, once
+        the page is parsed and before the deferred widget script runs."""
+        self.context.add_init_script(f"""document.addEventListener('readystatechange', () => {{
             if (document.readyState !== 'interactive') return;
-            document.documentElement.lang = 'es';
             const tag = document.querySelector('script[data-server-url]');
-            const greeting = {json.dumps(greeting_es)};
-            if (tag && greeting) tag.dataset.greetingEs = greeting;
+            if (tag) {{ {statements} }}
         }});""")
 
     def open_site(self, path="/"):

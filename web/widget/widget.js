@@ -57,10 +57,9 @@ function readConfig(script, overrides) {
   config.language = widgetLanguage(config.language, document.documentElement.lang);
   config.strings = STRINGS[config.language];
   // A clinic's English greeting is not shown on its Spanish pages: the widget's own Spanish one is.
-  const own = config.language === "es" ? { greeting: config.greetingEs, launcherLabel: config.launcherLabelEs }
-    : { greeting: config.greeting, launcherLabel: config.launcherLabel };
-  config.greeting = own.greeting || config.strings.greeting;
-  config.launcherLabel = own.launcherLabel || config.strings.launcherLabel;
+  const spanish = config.language === "es";
+  config.greeting = (spanish ? config.greetingEs : config.greeting) || config.strings.greeting;
+  config.launcherLabel = (spanish ? config.launcherLabelEs : config.launcherLabel) || config.strings.launcherLabel;
   config.textOnPrimary = config.textOnPrimary || readableOn(config.primaryColor);
   config.storageKey = config.storageKey || `clinic-chat:${config.serverUrl}`;
   config.remember = config.remember === "local" ? "local" : "session"; // anything else: the private default
