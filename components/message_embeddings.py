@@ -2,7 +2,7 @@
 
 The safety net scores each clause of a longer message for crisis as well as the whole message
 ("does it work fast? i don't know how much longer i can keep going"). The whole message and its
-clauses go through the encoder in one packed pass: for a short message the pass costs about the
+clauses go through the encoder in one batch: for a short message the pass costs about the
 time to read the encoder's 40 MB of weights, so a second pass for the clauses nearly doubled the
 encoder's share of such a turn (dev messages with clauses: 34.6 ms -> 25.7 ms).
 
@@ -52,7 +52,7 @@ class MessageEmbeddings:
 
 
 def embed_messages(texts: Sequence[str]) -> List[MessageEmbeddings]:
-    """Each text's embedding and its clauses', all in one packed encoder pass."""
+    """Each text's embedding and its clauses', all in one encoder pass."""
     pieces: List[str] = []
     spans = []
     for text in texts:

@@ -83,7 +83,7 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
-        """Training examples: their embeddings only, in one batch (packed passes are faster)."""
+        """Training examples: their embeddings only, batched by length (faster than one at a time)."""
         with_text = [message for message in training_data.training_examples if isinstance(message.get(TEXT), str)]
         embeddings = self.encoder.encode_many([message.get(TEXT) for message in with_text])
         for message, embedding in zip(with_text, embeddings, strict=True):

@@ -1,4 +1,4 @@
-"""The NumPy sentence encoder against reference embeddings from transformers' TFBertModel."""
+"""The sentence encoder against reference embeddings from transformers' TFBertModel."""
 import json
 
 import numpy as np
@@ -33,3 +33,15 @@ def test_very_long_text_is_cut_before_tokenising():
     assert len(encoder.token_ids(long_text)) <= 128
     assert np.allclose(encoder.encode(long_text), encoder.encode(long_text[:MAX_CHARS]))
 
+
+
+def test_a_batch_of_different_lengths_embeds_each_message_as_alone():
+    # Messages are padded to the longest in their batch and sorted by length: the padding must
+    # change nothing and each embedding must come back in its message's place.
+    encoder = shared_encoder()
+    texts = ["side effects?", "", "my mom is 70 and nothing has worked for her depression, could she try this",
+             "how long does an infusion take", "hi"]
+    batched = encoder.encode_many(texts, batch_size=3)
+    alone = np.stack([encoder.encode(text) for text in texts])
+    assert np.abs(batched - alone).max() < 1e-5
+    assert encoder.encode_many([]).shape == (0, 384)
