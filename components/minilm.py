@@ -67,13 +67,6 @@ def weights_sha256(directory: Path | None = None) -> str:
     return digest.hexdigest()
 
 
-def _layer_norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
-    mean = x.mean(-1, keepdims=True)
-    centred = x - mean
-    variance = (centred * centred).mean(-1, keepdims=True)
-    return centred / np.sqrt(variance + eps) * gain + bias
-
-
 def _release_freed_memory() -> None:
     # glibc keeps the ~70 MB of freed NumPy copies of the layers' weights (and what building the
     # graph used) for later allocations, which the server never makes. Given back, the encoder
@@ -138,16 +131,15 @@ class MiniLMEncoder:
         for row, message in enumerate(batch):
             ids[row, :len(message)] = message
             mask[row, :len(message)] = 1.0
-        hidden = _layer_norm(self.word_embeddings[ids] + self.position_embeddings[:length],
-                             *self.embedding_norm, self.eps)
-        return self._pooled(hidden, mask).numpy()
+        return self._pooled(self.word_embeddings[ids] + self.position_embeddings[:length], mask).numpy()
 
-    def _pooled_embeddings(self, hidden: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
+    def _pooled_embeddings(self, embedded: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """The messages' embeddings from their word pieces' summed word and position embeddings."""
+        batch, length = tf.shape(embedded)[0], tf.shape(embedded)[1]
         head_width = DIMENSIONS // self.heads
-        # Padding takes no attention; each message's dense layers run on one (tokens, width) matrix.
+        # Padding takes no attention; the dense layers run once on all the batch's word pieces,
+        # as one (batch * length, width) matrix.
         blocked = (1.0 - mask)[:, None, None, :] * -1e4
-        hidden = tf.reshape(hidden, [-1, DIMENSIONS])
 
         def dense(x, weight, bias):
             return tf.matmul(x, weight) + bias
@@ -155,6 +147,8 @@ class MiniLMEncoder:
         def layer_norm(x, gain, bias):
             mean, variance = tf.nn.moments(x, [-1], keepdims=True)
             return (x - mean) * tf.math.rsqrt(variance + self.eps) * gain + bias
+
+        hidden = layer_norm(tf.reshape(embedded, [-1, DIMENSIONS]), *self.embedding_norm)
 
         def by_head(x):
             return tf.transpose(tf.reshape(x, [batch, length, self.heads, head_width]), [0, 2, 1, 3])

@@ -34,7 +34,6 @@ def test_very_long_text_is_cut_before_tokenising():
     assert np.allclose(encoder.encode(long_text), encoder.encode(long_text[:MAX_CHARS]))
 
 
-
 def test_a_batch_of_different_lengths_embeds_each_message_as_alone():
     # Messages are padded to the longest in their batch and sorted by length: the padding must
     # change nothing and each embedding must come back in its message's place.
