@@ -1,7 +1,8 @@
 """A message's sentence embeddings, its own and its clauses', and messages embedded together.
 
 The safety net scores each clause of a longer message for crisis as well as the whole message
-("does it work fast? i don't know how much longer i can keep going"). The whole message and its
+("does it work fast? i don't know how much longer i can keep going"), with the pretrained
+encoder's embeddings; the classifiers read the tuned encoder's. The whole message and its
 clauses go through the encoder in one batch: for a short message the pass costs about the
 time to read the encoder's 40 MB of weights, so a second pass for the clauses nearly doubled the
 encoder's share of such a turn (dev messages with clauses: 34.6 ms -> 25.7 ms).
@@ -10,7 +11,9 @@ Under load, while one turn runs on the server's event loop, other visitors' mess
 channel hands each of them to the `EmbeddingBatcher` first, and the ones that arrived together
 are embedded in one pass, which reads the weights once for all of them; the featurizer then
 takes each message's embeddings instead of encoding it again. A message that arrives alone is
-left to the featurizer, so a quiet server pays nothing for this.
+left to the featurizer, so a quiet server pays nothing for this. The batcher encodes with the
+loaded model's encoder (its tuned layers), which the featurizer hands it; until then it leaves
+every message to the featurizer.
 
 No Rasa here: the channel and the components both import it.
 """
@@ -26,7 +29,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from components.minilm import shared_encoder
+from components.minilm import MiniLMEncoder, shared_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -47,35 +50,46 @@ def clauses(text: str) -> List[str]:
 
 @dataclass(frozen=True)
 class MessageEmbeddings:
-    whole: np.ndarray    # (384,)
-    clauses: np.ndarray  # (number of clauses, 384); no rows for a message of one clause
+    whole: np.ndarray       # (384,): the encoder's, tuned on the training examples if training tuned it
+    pretrained: np.ndarray  # (384,): the pretrained encoder's, which the safety net reads
+    clauses: np.ndarray     # (number of clauses, 384), pretrained; no rows for a message of one clause
 
 
-def embed_messages(texts: Sequence[str]) -> List[MessageEmbeddings]:
-    """Each text's embedding and its clauses', all in one encoder pass."""
+def embed_messages(texts: Sequence[str], encoder: Optional[MiniLMEncoder] = None) -> List[MessageEmbeddings]:
+    """Each text's embeddings and its clauses', all in one encoder pass (the pretrained encoder
+    unless another is given)."""
     pieces: List[str] = []
     spans = []
     for text in texts:
         own_clauses = clauses(text)
         spans.append((len(pieces), len(own_clauses)))
         pieces += [text, *own_clauses]
-    vectors = shared_encoder().encode_many(pieces)
-    return [MessageEmbeddings(vectors[start], vectors[start + 1:start + 1 + count]) for start, count in spans]
+    tuned, pretrained = (encoder or shared_encoder()).encode_with_pretrained(pieces)
+    return [MessageEmbeddings(tuned[start], pretrained[start], pretrained[start + 1:start + 1 + count])
+            for start, count in spans]
 
 
 class EmbeddingBatcher:
     """Embeds the messages that reach the server together in one pass, for the featurizer to take."""
 
-    def __init__(self, embed: Callable[[Sequence[str]], List[MessageEmbeddings]] = embed_messages,
-                 capacity: int = WAITING_CAPACITY) -> None:
-        self._embed, self._capacity = embed, capacity
+    def __init__(self, encoder: Optional[MiniLMEncoder] = None, capacity: int = WAITING_CAPACITY,
+                 embed: Callable[[Sequence[str], MiniLMEncoder], List[MessageEmbeddings]] = embed_messages) -> None:
+        self.encoder, self._capacity, self._embed = encoder, capacity, embed
         self._queued: List[str] = []
         self._pass: Optional[asyncio.Future] = None
-        self._ready: OrderedDict[str, MessageEmbeddings] = OrderedDict()
+        self._ready: OrderedDict[str, tuple] = OrderedDict()
+
+    def use(self, encoder: MiniLMEncoder) -> None:
+        """Embeds with this encoder from now on (a model was loaded); earlier embeddings go."""
+        if encoder is not self.encoder:
+            self.encoder = encoder
+            self._ready.clear()
 
     async def embed_with_others(self, text: str) -> None:
         """Queues the text for the next pass and waits for it. The pass runs once every message
         that arrived with this one has been queued: on the event loop's next round."""
+        if self.encoder is None:
+            return
         self._queued.append(text)
         if self._pass is None:
             loop = asyncio.get_running_loop()
@@ -86,9 +100,10 @@ class EmbeddingBatcher:
     def _run_pass(self) -> None:
         texts, self._queued = list(dict.fromkeys(self._queued)), []
         done, self._pass = self._pass, None
+        encoder = self.encoder
         try:
-            for text, embeddings in zip(texts, self._embed(texts), strict=True):
-                self._ready[text] = embeddings
+            for text, embeddings in zip(texts, self._embed(texts, encoder), strict=True):
+                self._ready[text] = (encoder, embeddings)
                 self._ready.move_to_end(text)
             while len(self._ready) > self._capacity:
                 self._ready.popitem(last=False)
@@ -96,9 +111,10 @@ class EmbeddingBatcher:
             logger.exception("Embedding %d messages together failed", len(texts))
         done.set_result(None)
 
-    def take(self, text: str) -> Optional[MessageEmbeddings]:
-        """The text's embeddings from a pass, once; None if it was not in one."""
-        return self._ready.pop(text, None)
+    def take(self, text: str, encoder: MiniLMEncoder) -> Optional[MessageEmbeddings]:
+        """The text's embeddings from a pass with this encoder, once; None if it was not in one."""
+        found = self._ready.pop(text, None)
+        return found[1] if found is not None and found[0] is encoder else None
 
 
 @lru_cache(maxsize=1)

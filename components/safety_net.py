@@ -15,8 +15,9 @@ It runs last in the pipeline and decides, most urgent first:
 - ask_personal_medical_advice: a question about the visitor's own medicines, dose, pregnancy
   or diagnosis (patterns).
 
-The safety classifier compares the sentence embedding (components/sentence_encoder.py) with
-every training example's: for each class (crisis, medical_emergency, everything else) the mean
+The safety classifier compares the pretrained encoder's sentence embedding
+(components/sentence_encoder.py; not the tuned one, which reads crisis words more than meaning)
+with every training example's: for each class (crisis, medical_emergency, everything else) the mean
 cosine similarity of the `neighbours` nearest examples, turned into probabilities by a softmax
 (`temperature`). Each clause of a longer message is scored for crisis too, and the highest
 counts. On the dev panels it beat logistic regressions, an MLP and an RBF SVM over the same
@@ -49,7 +50,7 @@ from spacy.tokens import Doc
 from components.message_embeddings import clauses
 from components.minilm import shared_encoder
 from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, SafetyMatcher, told_as_long_past
-from components.sentence_encoder import SentenceEncoderFeaturizer, clause_embeddings, sentence_embedding
+from components.sentence_encoder import SentenceEncoderFeaturizer, clause_embeddings, pretrained_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class SafetyNet(GraphComponent):
         self._matcher: Optional[SafetyMatcher] = None
 
     def train(self, training_data: TrainingData) -> Resource:
-        examples = [(sentence_embedding(m), m.get(INTENT)) for m in training_data.intent_examples]
+        examples = [(pretrained_embedding(m), m.get(INTENT)) for m in training_data.intent_examples]
         examples = [(e, intent) for e, intent in examples if e is not None]
         label_of = {intent: intent for intent in SAFETY_INTENTS}
         by_class = {label: np.stack([e for e, intent in examples if label_of.get(intent, OTHER) == label])
@@ -239,7 +240,7 @@ class SafetyNet(GraphComponent):
         return messages
 
     def _scores(self, message: Message) -> Dict[Text, float]:
-        embedding = sentence_embedding(message)
+        embedding = pretrained_embedding(message)
         if embedding is None or self.classifier is None:
             return {CRISIS: 0.0, CRISIS_CLAUSE: 0.0, MEDICAL_EMERGENCY: 0.0}
         probabilities = self.classifier.probabilities(embedding)

@@ -1,11 +1,14 @@
-"""A Rasa featurizer that adds a pretrained sentence embedding to every message.
+"""A Rasa featurizer that adds a sentence embedding to every message.
 
 DIET and the ResponseSelector see it as a dense sentence feature next to the sparse word
 and character n-gram counts, so wording the training examples never used still lands near
-the examples that mean the same. Each message is embedded once; later components (the
-safety net) read the same vector with `sentence_embedding(message)`, and the safety net its
-clauses' vectors, from the same encoder pass, with `clause_embeddings(message)`. A message the
-channel embedded together with others (components/message_embeddings.py) is not encoded again.
+the examples that mean the same. Training can first tune the encoder's top layers on the
+training examples (components/encoder_tuning.py, `fine_tune_epochs`); the model keeps them.
+Each message is embedded once; later components read the vector with
+`sentence_embedding(message)`. The safety net reads the pretrained encoder's vectors of the
+message and of its clauses, from the same pass, with `pretrained_embedding(message)` and
+`clause_embeddings(message)`. A message the channel embedded together with others
+(components/message_embeddings.py) is not encoded again.
 """
 from __future__ import annotations
 
@@ -17,17 +20,21 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.featurizers.dense_featurizer.dense_featurizer import DenseFeaturizer
-from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, TEXT
+from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, INTENT, INTENT_RESPONSE_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from components.encoder_tuning import TuningSettings, fine_tune
 from components.message_embeddings import embed_messages, shared_batcher
-from components.minilm import shared_encoder
+from components.minilm import MiniLMEncoder, shared_encoder
 
 # The name this featurizer's features carry (Features.origin), so other components find them.
 ORIGIN = "sentence_encoder"
-# Where a message keeps its clauses' embeddings (not part of the parse result).
+# Where a message keeps its clauses' embeddings and its pretrained embedding, which the safety
+# net reads (not part of the parse result).
 CLAUSE_EMBEDDINGS = "clause_embeddings"
+PRETRAINED_EMBEDDING = "pretrained_embedding"
+TUNED_WEIGHTS_FILE = "tuned_layers.npz"
 
 
 def sentence_embedding(message: Message) -> Optional[np.ndarray]:
@@ -38,21 +45,34 @@ def sentence_embedding(message: Message) -> Optional[np.ndarray]:
     return None
 
 
+def pretrained_embedding(message: Message) -> Optional[np.ndarray]:
+    """The pretrained encoder's embedding of the message (the same as `sentence_embedding`'s
+    unless training tuned the encoder), if the featurizer ran on it."""
+    return message.get(PRETRAINED_EMBEDDING)
+
+
 def clause_embeddings(message: Message) -> Optional[np.ndarray]:
-    """The embeddings of the message's clauses (components/message_embeddings.py), one row each,
-    if the featurizer embedded it as a visitor's message."""
+    """The pretrained embeddings of the message's clauses (components/message_embeddings.py), one
+    row each, if the featurizer embedded it as a visitor's message."""
     return message.get(CLAUSE_EMBEDDINGS)
 
 
-@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=True)
 class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {**DenseFeaturizer.get_default_config(), "alias": ORIGIN}
+        return {
+            **DenseFeaturizer.get_default_config(),
+            "alias": ORIGIN,
+            # 0: the pretrained encoder as it is.
+            "fine_tune_epochs": 0,
+            "fine_tune_layers": 6,
+            "fine_tune_learning_rate": 5e-5,
+        }
 
     @staticmethod
     def required_packages() -> List[Text]:
-        return ["tokenizers", "safetensors"]
+        return ["tokenizers", "safetensors", "tensorflow"]
 
     @classmethod
     def create(
@@ -62,34 +82,79 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> SentenceEncoderFeaturizer:
-        return cls(config, execution_context.node_name)
+        return cls(config, execution_context.node_name, model_storage, resource)
 
-    def __init__(self, config: Dict[Text, Any], name: Text) -> None:
+    @classmethod
+    def load(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> SentenceEncoderFeaturizer:
+        """The encoder with the tuned layers the model keeps, if training tuned any."""
+        tuned = None
+        try:
+            with model_storage.read_from(resource) as directory:
+                path = directory / TUNED_WEIGHTS_FILE
+                if path.exists():
+                    with np.load(path) as arrays:
+                        tuned = {name: arrays[name] for name in arrays.files}
+        except ValueError:  # nothing was persisted: an untuned encoder
+            pass
+        return cls(config, execution_context.node_name, model_storage, resource, MiniLMEncoder(tuned=tuned) if tuned
+                   else None)
+
+    def __init__(self, config: Dict[Text, Any], name: Text, model_storage: Optional[ModelStorage] = None,
+                 resource: Optional[Resource] = None, encoder: Optional[MiniLMEncoder] = None) -> None:
+        """`model_storage` and `resource`: where training keeps the tuned layers."""
         super().__init__(name, config)
         self._identifier = ORIGIN
-        self.encoder = shared_encoder()
+        self._model_storage, self._resource = model_storage, resource
+        self.encoder = encoder or shared_encoder()
+        # The channel's batcher embeds queued messages with this model's encoder.
+        shared_batcher().use(self.encoder)
+
+    def train(self, training_data: TrainingData) -> Resource:
+        """Tunes the encoder's top layers on the examples' intents and FAQ topics, if configured."""
+        if self._config["fine_tune_epochs"] <= 0:
+            return self._resource
+        examples = [(example.get(TEXT), example.get(INTENT_RESPONSE_KEY) or example.get(INTENT))
+                    for example in training_data.intent_examples if isinstance(example.get(TEXT), str)]
+        settings = TuningSettings(epochs=self._config["fine_tune_epochs"], layers=self._config["fine_tune_layers"],
+                                  learning_rate=self._config["fine_tune_learning_rate"])
+        tuned = fine_tune(shared_encoder(), [text for text, _ in examples], [label for _, label in examples], settings)
+        with self._model_storage.write_to(self._resource) as directory:
+            np.savez(directory / TUNED_WEIGHTS_FILE, **tuned)
+        self.encoder = MiniLMEncoder(tuned=tuned)
+        shared_batcher().use(self.encoder)
+        return self._resource
 
     def process(self, messages: List[Message]) -> List[Message]:
         """Visitors' messages: their embeddings and their clauses'."""
         with_text = [message for message in messages if isinstance(message.get(TEXT), str)]
         batcher = shared_batcher()
-        taken = [batcher.take(message.get(TEXT)) for message in with_text]
+        taken = [batcher.take(message.get(TEXT), self.encoder) for message in with_text]
         missing = [message.get(TEXT) for message, found in zip(with_text, taken, strict=True) if found is None]
-        embedded = iter(embed_messages(missing))
+        embedded = iter(embed_messages(missing, self.encoder))
         for message, found in zip(with_text, taken, strict=True):
             embeddings = found or next(embedded)
             self.add_features_to_message(None, embeddings.whole[np.newaxis, :], TEXT, message)
+            message.set(PRETRAINED_EMBEDDING, embeddings.pretrained)
             message.set(CLAUSE_EMBEDDINGS, embeddings.clauses)
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
-        """Training examples: their embeddings only, batched by length (faster than one at a time)."""
+        """Training examples: their embeddings, no clauses, batched by length (faster than one at a time)."""
         with_text = [message for message in training_data.training_examples if isinstance(message.get(TEXT), str)]
-        embeddings = self.encoder.encode_many([message.get(TEXT) for message in with_text])
-        for message, embedding in zip(with_text, embeddings, strict=True):
+        tuned, pretrained = self.encoder.encode_with_pretrained([message.get(TEXT) for message in with_text])
+        for message, embedding, pretrained_one in zip(with_text, tuned, pretrained, strict=True):
             self.add_features_to_message(None, embedding[np.newaxis, :], TEXT, message)
+            message.set(PRETRAINED_EMBEDDING, pretrained_one)
         return training_data
 
     @classmethod
     def validate_config(cls, config: Dict[Text, Any]) -> None:
-        """Nothing to check: the alias is the only option."""
+        if not 1 <= config["fine_tune_layers"] <= 6:
+            raise ValueError("fine_tune_layers must be between 1 and 6 (the encoder has 6 layers)")

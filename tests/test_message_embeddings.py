@@ -6,7 +6,7 @@ from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 
 from components.message_embeddings import EmbeddingBatcher, clauses, embed_messages
-from components.minilm import shared_encoder
+from components.minilm import MiniLMEncoder, shared_encoder
 from components.sentence_encoder import SentenceEncoderFeaturizer, clause_embeddings, sentence_embedding
 
 TWO_CLAUSES = "how long does one infusion take? i worry i will be stuck there all afternoon"
@@ -25,10 +25,10 @@ def test_a_message_and_its_clauses_get_the_vectors_they_get_one_at_a_time():
 def recording_batcher(capacity=256):
     passes = []
 
-    def embed(texts):
+    def embed(texts, encoder):
         passes.append(list(texts))
-        return embed_messages(texts)
-    return EmbeddingBatcher(embed, capacity), passes
+        return embed_messages(texts, encoder)
+    return EmbeddingBatcher(shared_encoder(), capacity, embed), passes
 
 
 def test_messages_that_arrive_together_are_embedded_in_one_pass_and_taken_once():
@@ -39,9 +39,9 @@ def test_messages_that_arrive_together_are_embedded_in_one_pass_and_taken_once()
         await asyncio.gather(*(batcher.embed_with_others(text) for text in texts))
     asyncio.run(arrive())
     assert passes == [["side effects?", TWO_CLAUSES]]
-    taken = batcher.take(TWO_CLAUSES)
+    taken = batcher.take(TWO_CLAUSES, shared_encoder())
     assert np.abs(taken.whole - shared_encoder().encode(TWO_CLAUSES)).max() < 1e-5
-    assert batcher.take(TWO_CLAUSES) is None
+    assert batcher.take(TWO_CLAUSES, shared_encoder()) is None
 
 
 def test_the_oldest_embeddings_nobody_took_are_dropped():
@@ -51,16 +51,34 @@ def test_the_oldest_embeddings_nobody_took_are_dropped():
         for text in ("one two three", "four five six", "seven eight nine"):
             await batcher.embed_with_others(text)
     asyncio.run(arrive())
-    assert batcher.take("one two three") is None
-    assert batcher.take("seven eight nine") is not None
+    assert batcher.take("one two three", shared_encoder()) is None
+    assert batcher.take("seven eight nine", shared_encoder()) is not None
 
 
 def test_a_failed_pass_leaves_the_messages_to_the_featurizer():
-    def broken(texts):
+    def broken(texts, encoder):
         raise MemoryError
-    batcher = EmbeddingBatcher(broken)
+    batcher = EmbeddingBatcher(shared_encoder(), embed=broken)
     asyncio.run(batcher.embed_with_others("side effects?"))
-    assert batcher.take("side effects?") is None
+    assert batcher.take("side effects?", shared_encoder()) is None
+
+
+def test_before_a_model_is_loaded_the_batcher_leaves_messages_to_the_featurizer():
+    passes = []
+    batcher = EmbeddingBatcher(embed=lambda texts, encoder: passes.append(texts))
+    asyncio.run(batcher.embed_with_others("side effects?"))
+    assert passes == []
+    assert batcher.take("side effects?", shared_encoder()) is None
+
+
+def test_embeddings_from_another_model_s_encoder_are_not_taken():
+    batcher, _ = recording_batcher()
+    asyncio.run(batcher.embed_with_others("side effects?"))
+    other = MiniLMEncoder()
+    assert batcher.take("side effects?", other) is None
+    batcher.use(other)
+    asyncio.run(batcher.embed_with_others("side effects?"))
+    assert batcher.take("side effects?", other) is not None
 
 
 def test_the_featurizer_takes_a_batched_message_without_encoding_it_again(monkeypatch):
@@ -69,8 +87,9 @@ def test_the_featurizer_takes_a_batched_message_without_encoding_it_again(monkey
     asyncio.run(batcher.embed_with_others(TWO_CLAUSES))
     featurizer = SentenceEncoderFeaturizer(SentenceEncoderFeaturizer.get_default_config(), "sentence_encoder")
     encoded = []
-    real_encode_many = shared_encoder().encode_many
-    monkeypatch.setattr(shared_encoder(), "encode_many", lambda texts: encoded.extend(texts) or real_encode_many(texts))
+    real_encode = shared_encoder().encode_with_pretrained
+    monkeypatch.setattr(shared_encoder(), "encode_with_pretrained",
+                        lambda texts: encoded.extend(texts) or real_encode(texts))
     batched, alone = Message(data={TEXT: TWO_CLAUSES}), Message(data={TEXT: "is it addictive"})
     featurizer.process([batched, alone])
     assert passes == [[TWO_CLAUSES]]

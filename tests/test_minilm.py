@@ -4,7 +4,17 @@ import json
 import numpy as np
 import pytest
 
-from components.minilm import MAX_CHARS, WEIGHTS_SHA256, model_dir, shared_encoder, weights_sha256
+from components.minilm import (
+    MAX_CHARS,
+    WEIGHTS_SHA256,
+    MiniLMEncoder,
+    layer_weights,
+    model_dir,
+    named_weights,
+    raw_weights,
+    shared_encoder,
+    weights_sha256,
+)
 from tests.conftest import ROOT
 
 REFERENCE = json.loads((ROOT / "tests/fixtures/minilm_reference.json").read_text(encoding="utf-8"))["embeddings"]
@@ -44,3 +54,27 @@ def test_a_batch_of_different_lengths_embeds_each_message_as_alone():
     alone = np.stack([encoder.encode(text) for text in texts])
     assert np.abs(batched - alone).max() < 1e-5
     assert encoder.encode_many([]).shape == (0, 384)
+
+
+def test_a_layer_s_weights_come_back_under_their_names():
+    weights = raw_weights()
+    named = named_weights(4, layer_weights(weights, 4))
+    assert sorted(named) == sorted(name for name in weights if name.startswith("encoder.layer.4."))
+    assert all(np.array_equal(named[name], weights[name]) for name in named)
+
+
+def test_with_tuned_layers_the_same_pass_gives_the_pretrained_embeddings_too():
+    weights = raw_weights()
+    # "Tuned" top layers: layer 5's weights in layer 4's place, a different but real encoder.
+    tuned = {name.replace("layer.5.", "layer.4."): value for name, value in weights.items()
+             if name.startswith("encoder.layer.5.")}
+    tuned.update({name: value for name, value in weights.items() if name.startswith("encoder.layer.5.")})
+    encoder = MiniLMEncoder(tuned=tuned)
+    assert encoder.first_tuned == 4
+    texts = ["side effects?", "how long does one infusion take, and is it safe with zoloft", ""]
+    embeddings, pretrained = encoder.encode_with_pretrained(texts, batch_size=2)
+    assert np.abs(pretrained - shared_encoder().encode_many(texts)).max() < 1e-5
+    assert np.abs(embeddings - encoder.encode_many(texts)).max() < 1e-5
+    assert np.abs(embeddings - pretrained).max() > 1e-2
+    untuned_embeddings, untuned_pretrained = shared_encoder().encode_with_pretrained(texts)
+    assert untuned_embeddings is untuned_pretrained

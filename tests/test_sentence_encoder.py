@@ -1,12 +1,22 @@
 """The Rasa featurizer: one embedding per message, found again by later components."""
 import numpy as np
-from rasa.shared.nlu.constants import TEXT
+import pytest
+from rasa.engine.graph import ExecutionContext, GraphSchema
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.shared.nlu.constants import INTENT, INTENT_RESPONSE_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from components import sentence_encoder
+from components.message_embeddings import clauses
 from components.minilm import shared_encoder
-from components.sentence_encoder import SentenceEncoderFeaturizer, sentence_embedding
+from components.sentence_encoder import (
+    SentenceEncoderFeaturizer,
+    clause_embeddings,
+    pretrained_embedding,
+    sentence_embedding,
+)
 
 
 def featurizer():
@@ -25,8 +35,9 @@ def test_each_message_gets_its_embedding_as_a_dense_sentence_feature():
 def test_a_message_is_embedded_once(monkeypatch):
     calls = []
     component = featurizer()
-    real_encode_many = component.encoder.encode_many
-    monkeypatch.setattr(component.encoder, "encode_many", lambda texts: calls.extend(texts) or real_encode_many(texts))
+    real_encode = component.encoder.encode_with_pretrained
+    monkeypatch.setattr(component.encoder, "encode_with_pretrained",
+                        lambda texts: calls.extend(texts) or real_encode(texts))
     message = Message(data={TEXT: "side effects?"})
     component.process([message])
     sentence_embedding(message)
@@ -58,3 +69,72 @@ def test_empty_and_huge_messages_are_embedded():
 
 def test_the_featurizer_shares_one_encoder_per_process():
     assert featurizer().encoder is featurizer().encoder is sentence_encoder.shared_encoder()
+
+
+TUNING_EXAMPLES = [
+    ("how long am i hooked up to the iv", "faq/infusion_session"),
+    ("how long does one infusion take", "faq/infusion_session"),
+    ("how many hours is a session", "faq/infusion_session"), ("is ketamine addictive", "faq/addiction_risk"),
+    ("can i get hooked on it", "faq/addiction_risk"), ("will i become dependent on it", "faq/addiction_risk"),
+    ("hello there", "greet"), ("hi", "greet"), ("good morning", "greet"),
+]
+
+
+def training_data():
+    examples = []
+    for text, label in TUNING_EXAMPLES:
+        data = {TEXT: text, INTENT: label.split("/")[0]}
+        if "/" in label:
+            data[INTENT_RESPONSE_KEY] = label
+        examples.append(Message(data=data))
+    return TrainingData(training_examples=examples)
+
+
+def cohesion(encoder):
+    """Mean cosine between each example and its label's mean embedding."""
+    embeddings = encoder.encode_many([text for text, _ in TUNING_EXAMPLES])
+    labels = np.array([label for _, label in TUNING_EXAMPLES])
+    centres = {label: embeddings[labels == label].mean(axis=0) for label in set(labels)}
+    return np.mean([vector @ centres[label] / np.linalg.norm(centres[label])
+                    for vector, label in zip(embeddings, labels, strict=True)])
+
+
+def test_training_tunes_the_encoder_and_the_model_keeps_the_tuned_layers(tmp_path):
+    config = {**SentenceEncoderFeaturizer.get_default_config(),
+              "fine_tune_epochs": 60, "fine_tune_layers": 2, "fine_tune_learning_rate": 1e-4}
+    storage, resource = LocalModelStorage(tmp_path), Resource("sentence_encoder")
+    trained = SentenceEncoderFeaturizer(config, "sentence_encoder", storage, resource)
+    trained.train(training_data())
+    # The tuned layers bring each label's examples closer together.
+    assert cohesion(trained.encoder) > cohesion(shared_encoder()) + 0.01
+    loaded = SentenceEncoderFeaturizer.load(config, storage, resource, ExecutionContext(GraphSchema({}), "test"))
+    text = "how long is the drip"
+    assert np.abs(loaded.encoder.encode(text) - trained.encoder.encode(text)).max() < 1e-6
+    assert np.abs(loaded.encoder.encode(text) - shared_encoder().encode(text)).max() > 1e-3
+    # The channel's batcher embeds with the loaded model's encoder.
+    assert sentence_encoder.shared_batcher().encoder is loaded.encoder
+    # Messages carry both embeddings: the tuned one as the classifiers' feature, the pretrained
+    # one (of the message and its clauses) for the safety net.
+    message = Message(data={TEXT: "does it work fast? i don't know how much longer i can keep going"})
+    loaded.process([message])
+    assert np.abs(sentence_embedding(message) - loaded.encoder.encode(message.get(TEXT))).max() < 1e-5
+    assert np.abs(pretrained_embedding(message) - shared_encoder().encode(message.get(TEXT))).max() < 1e-5
+    assert np.abs(clause_embeddings(message) - shared_encoder().encode_many(clauses(message.get(TEXT)))).max() < 1e-5
+    data = training_data()
+    loaded.process_training_data(data)
+    for example in data.training_examples:
+        assert np.abs(pretrained_embedding(example) - shared_encoder().encode(example.get(TEXT))).max() < 1e-5
+        assert np.abs(sentence_embedding(example) - loaded.encoder.encode(example.get(TEXT))).max() < 1e-5
+
+
+def test_without_tuning_the_model_keeps_the_pretrained_encoder(tmp_path):
+    config = SentenceEncoderFeaturizer.get_default_config()
+    storage, resource = LocalModelStorage(tmp_path), Resource("sentence_encoder")
+    SentenceEncoderFeaturizer(config, "sentence_encoder", storage, resource).train(training_data())
+    loaded = SentenceEncoderFeaturizer.load(config, storage, resource, ExecutionContext(GraphSchema({}), "test"))
+    assert loaded.encoder is shared_encoder()
+
+
+def test_a_tuning_of_more_layers_than_the_encoder_has_is_refused():
+    with pytest.raises(ValueError):
+        SentenceEncoderFeaturizer({**SentenceEncoderFeaturizer.get_default_config(), "fine_tune_layers": 7}, "x")

@@ -4,6 +4,7 @@ import asyncio
 from channels import turns
 from channels.turns import TurnQueue
 from components.message_embeddings import EmbeddingBatcher, embed_messages
+from components.minilm import shared_encoder
 
 
 def run_turns(queue, texts, seconds_each, started=None):
@@ -49,7 +50,8 @@ def test_a_turn_that_hangs_lets_the_next_one_in():
 
 def test_messages_that_wait_for_a_turn_are_embedded_together(monkeypatch):
     passes = []
-    batcher = EmbeddingBatcher(lambda texts: passes.append(list(texts)) or embed_messages(texts))
+    batcher = EmbeddingBatcher(shared_encoder(),
+                              embed=lambda texts, encoder: passes.append(list(texts)) or embed_messages(texts, encoder))
     monkeypatch.setattr(turns, "shared_batcher", lambda: batcher)
     queue = TurnQueue(at_once=1)
 

@@ -1,0 +1,125 @@
+"""Fine-tunes the top layers of all-MiniLM-L6-v2 on the training examples, with TensorFlow.
+
+The pretrained embedding puts messages that mean the same near each other in general, not in
+this clinic's sense: "how long am I hooked up to the iv" sits near "hooked" (addiction). A few
+epochs of training on our own examples move the top layers so that a message lands near its
+intent or FAQ topic. The loss is a cosine classifier over the labels (each label a unit vector,
+started at its examples' mean), so the embedding stays a unit vector compared by cosine, as the
+classifiers and the out-of-scope distance check expect.
+
+Measured on the eighth writer's held-out part (163 FAQ messages), before it was studied, the
+whole pipeline's FAQ answers: 93.3% with the pretrained encoder, 97.5% with the top 3 layers
+tuned for 2 epochs, 96.9% for 1 epoch (the MiniLM nearest-neighbour peer: 82.8%). The tuned
+embedding reads crisis words more than meaning ("i'm dying to try this" lands among crisis
+examples), so the safety net keeps reading the pretrained one (components/message_embeddings.py).
+
+The lower layers stay as pretrained and run once per example; only the tuned layers run in
+each step, with the encoder's own TensorFlow layers (components/minilm.py's `bert_layers`), so
+training and use compute the same thing. No Rasa here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from components.minilm import MiniLMEncoder, bert_layers, layer_weights, mean_pooled, named_weights, raw_weights
+
+# Batches of about the same length waste little on padding: examples are sorted by length
+# within chunks of this many batches, and the batches shuffled.
+LENGTH_SORTED_BATCHES = 20
+# Examples of each label whose mean embedding starts the label's centre.
+CENTRE_SAMPLE = 24
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    epochs: float
+    layers: int           # the top layers tuned; the rest stay as pretrained
+    learning_rate: float
+    batch_size: int = 32
+    # Cosine similarity times this is the classifier's logit: a sharp enough softmax for the
+    # loss to keep pulling examples towards their label.
+    scale: float = 20.0
+    seed: int = 42
+
+
+def fine_tune(encoder: MiniLMEncoder, texts: Sequence[str], labels: Sequence[str],
+              settings: TuningSettings) -> Dict[str, np.ndarray]:
+    """The tuned layers' weights, named as in the encoder's weights file."""
+    import tensorflow as tf
+
+    tf.random.set_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    base = raw_weights(encoder.directory)
+    total_layers = len(encoder.pretrained_layers)
+    first_tuned = total_layers - settings.layers
+    layers = [[tf.Variable(value) for value in layer_weights(base, i)] for i in range(first_tuned, total_layers)]
+
+    label_names = sorted(set(labels))
+    targets = np.array([label_names.index(label) for label in labels], np.int32)
+    ids = [encoder.token_ids(text) for text in texts]
+
+    # The pretrained lower layers, once per example.
+    states = [state for batch in _chunks(ids, 128) for state in encoder.hidden_states(batch, stop=first_tuned)]
+    # Each label starts at its examples' mean pretrained embedding. At these learning rates the
+    # centres hardly move, so they must start where the labels are; a sample of each label's
+    # examples places them as well as all of them, for a fraction of the encoder passes.
+    centres = tf.Variable(np.stack([
+        _mean_direction(encoder.encode_many([texts[i] for i in rng.permutation(np.flatnonzero(targets == label))
+                                             [:CENTRE_SAMPLE]]))
+        for label in range(len(label_names))]))
+
+    optimizer = tf.keras.optimizers.Adam(settings.learning_rate)
+    trained = [*(variable for layer in layers for variable in layer), centres]
+
+    @tf.function(reduce_retracing=True)
+    def step(hidden, mask, target):
+        with tf.GradientTape() as tape:
+            embeddings = mean_pooled(bert_layers(hidden, mask, layers, encoder.heads, float(encoder.eps)), mask)
+            logits = settings.scale * tf.matmul(embeddings, tf.math.l2_normalize(centres, -1), transpose_b=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(target, logits))
+        optimizer.apply_gradients(list(zip(tape.gradient(loss, trained), trained)))  # noqa: B905 (autograph)
+        return loss
+
+    steps = max(1, round(settings.epochs * len(texts) / settings.batch_size))
+    order: List[int] = []
+    for _ in range(steps):
+        if len(order) < settings.batch_size:
+            order += _length_sorted_batches(rng, [len(state) for state in states], settings.batch_size)
+        batch, order = order[:settings.batch_size], order[settings.batch_size:]
+        hidden, mask = _padded([states[i] for i in batch])
+        step(hidden, mask, targets[batch])
+    return {name: value for offset, layer in enumerate(layers)
+            for name, value in named_weights(first_tuned + offset, [v.numpy() for v in layer]).items()}
+
+
+def _chunks(items: Sequence, size: int) -> List[Sequence]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def _mean_direction(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+def _length_sorted_batches(rng: np.random.Generator, lengths: Sequence[int], batch_size: int) -> List[int]:
+    shuffled = rng.permutation(len(lengths))
+    chunk = LENGTH_SORTED_BATCHES * batch_size
+    batches = []
+    for start in range(0, len(shuffled), chunk):
+        by_length = sorted(shuffled[start:start + chunk], key=lambda i: lengths[i])
+        batches += [by_length[i:i + batch_size] for i in range(0, len(by_length), batch_size)]
+    rng.shuffle(batches)
+    return [int(i) for batch in batches for i in batch]
+
+
+def _padded(states: List[np.ndarray]):
+    length = max(len(state) for state in states)
+    hidden = np.zeros((len(states), length, states[0].shape[1]), np.float32)
+    mask = np.zeros((len(states), length), np.float32)
+    for row, state in enumerate(states):
+        hidden[row, :len(state)] = state
+        mask[row, :len(state)] = 1.0
+    return hidden, mask
