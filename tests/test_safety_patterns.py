@@ -19,7 +19,7 @@ from components.safety_patterns import (
     SafetyMatcher,
     told_as_long_past,
 )
-from components.sentence_encoder import ORIGIN
+from components.sentence_encoder import ORIGIN, PRETRAINED_EMBEDDING
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +302,9 @@ class FixedScores:
 
 
 def with_embedding(message):
+    """The featurizer's two embeddings: the classifiers' feature and the safety net's pretrained one."""
     message.add_features(Features(np.ones((1, 384), np.float32), FEATURE_TYPE_SENTENCE, TEXT, ORIGIN))
+    message.set(PRETRAINED_EMBEDDING, np.ones(384, np.float32))
     return message
 
 
@@ -432,3 +434,21 @@ def test_suicidal_intent_told_as_an_emergency_gets_the_crisis_reply(crisis, clau
                                                                      expected):
     scores = {CRISIS: crisis, CRISIS_CLAUSE: clause, MEDICAL_EMERGENCY: emergency}
     assert decide(SURE_BARS, scores, None, benign_reading, MEDICAL_EMERGENCY)[0] == expected
+
+
+def test_the_safety_net_reads_the_pretrained_embedding_not_the_tuned_one(nlp):
+    # A tuned encoder reads crisis words more than meaning ("i'm dying to try this"), so the
+    # safety classifier is given the pretrained encoder's embedding of the message.
+    seen = []
+
+    class Recording(FixedScores):
+        def probabilities(self, embedding):
+            seen.append(embedding)
+            return super().probabilities(embedding)
+
+    message = message_for(nlp, "i'm dying to try this", "faq", 0.9)
+    message.add_features(Features(np.ones((1, 384), np.float32), FEATURE_TYPE_SENTENCE, TEXT, ORIGIN))
+    pretrained = np.full(384, 0.5, np.float32)
+    message.set(PRETRAINED_EMBEDDING, pretrained)
+    SafetyNet({"crisis_threshold": 0.5}, classifier=Recording(0.0, 0.0)).process([message])
+    assert seen and all(np.array_equal(embedding, pretrained) for embedding in seen)
