@@ -93,12 +93,13 @@ NEXT_READING = "next_reading"
 
 def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional[Text], benign_reading: bool,
            model_name: Optional[Text], about_treatment: bool = False,
-           long_past: bool = False) -> Optional[Tuple[Text, Text]]:
+           long_past: bool = False, unsure_model: bool = False) -> Optional[Tuple[Text, Text]]:
     """(intent, reason) the message must get, NEXT_READING when the model's crisis or emergency
     reading has no backing, or None to leave the model's reading alone.
     pattern: the most urgent pattern found (components/safety_patterns.py), or None.
     long_past: the message tells of something long past ("had a seizure as a kid"), so only a
-    sure classifier sends it to 911."""
+    sure classifier sends it to 911.
+    unsure_model: the model's reading is a danger it put in a near tie that the fallback caught."""
     emergency_supported = scores[MEDICAL_EMERGENCY] >= config["emergency_pattern_support"]
     if pattern == CRISIS:
         return CRISIS, "pattern"
@@ -133,7 +134,10 @@ def decide(config: Dict[Text, Any], scores: Dict[Text, float], pattern: Optional
             return MEDICAL_EMERGENCY, "classifier:danger"
     if pattern == MEDICAL_EMERGENCY and emergency_supported:
         return MEDICAL_EMERGENCY, "pattern"
-    if model_name == MEDICAL_EMERGENCY and emergency_supported and not long_past:
+    # An emergency the model only half heard (a fallback in a near tie, as nonsense such as "blorp
+    # znak" can get between an emergency and out of scope) is not enough for 911 on its own: on
+    # the studied panels every such emergency had the classifier's reading or a pattern too.
+    if model_name == MEDICAL_EMERGENCY and emergency_supported and not long_past and not unsure_model:
         # Suicidal intent phrased as an emergency ("tell the doctor thanks for everything, i'm done
         # fighting this"): DIET hears an emergency that the classifier reads more as a crisis. The
         # crisis reply has 911 too; 911 alone would leave out 988.
@@ -263,6 +267,7 @@ class SafetyNet(GraphComponent):
             (entry.get("confidence", 0.0) for entry in ranking if entry.get(INTENT_NAME_KEY) == CRISIS), 0.0)}
         detection, benign_reading = self._matcher_for(doc).analyse(doc)
         model_name = model_intent.get(INTENT_NAME_KEY)
+        unsure_model = False
         if model_name == DEFAULT_NLU_FALLBACK_INTENT_NAME and ranking:
             # A fallback for a near tie with a danger reading ("isn't it a party drug? won't i end
             # up wanting more": an FAQ question at 0.50, a crisis at 0.49) is judged as that
@@ -271,16 +276,18 @@ class SafetyNet(GraphComponent):
                         if entry.get(INTENT_NAME_KEY) != DEFAULT_NLU_FALLBACK_INTENT_NAME]
             danger = next((name for name in readings[:2] if name in SAFETY_INTENTS), None)
             model_name = danger or ranking[0].get(INTENT_NAME_KEY)
+            unsure_model = True
         pattern = detection.kind if detection else None
         about_treatment = any(token.lower_ in TREATMENT_WORDS or token.lemma_ in TREATMENT_WORDS for token in doc)
         long_past = told_as_long_past(doc.text)
         # Everything the decision rests on, so thresholds can be chosen from parses (make eval-safety).
         message.set(SAFETY_EVIDENCE_KEY, {**{name: round(value, 4) for name, value in scores.items()},
                                           "pattern": pattern, "benign_reading": benign_reading,
-                                          "model_intent": model_name, "about_treatment": about_treatment,
-                                          "long_past": long_past},
+                                          "model_intent": model_name, "unsure_model": unsure_model,
+                                          "about_treatment": about_treatment, "long_past": long_past},
                     add_to_output=True)
-        decision = decide(self.config, scores, pattern, benign_reading, model_name, about_treatment, long_past)
+        decision = decide(self.config, scores, pattern, benign_reading, model_name, about_treatment, long_past,
+                          unsure_model)
         if decision is None:
             return
         reading, reason = decision

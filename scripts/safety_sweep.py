@@ -24,7 +24,8 @@ from scripts.safety_panels import NOT_BENIGN, PANEL_FILES, load_panel  # noqa: E
 
 def reading(config: Dict, evidence: Dict, final_intent: str) -> Optional[str]:
     decision = decide(config, evidence, evidence["pattern"], evidence["benign_reading"], evidence["model_intent"],
-                      evidence["about_treatment"], evidence.get("long_past", False))
+                      evidence["about_treatment"], evidence.get("long_past", False),
+                      evidence.get("unsure_model", False))
     if decision is None:
         return final_intent if final_intent in (CRISIS, MEDICAL_EMERGENCY) else None
     return decision[0]

@@ -436,6 +436,19 @@ def test_suicidal_intent_told_as_an_emergency_gets_the_crisis_reply(crisis, clau
     assert decide(SURE_BARS, scores, None, benign_reading, MEDICAL_EMERGENCY)[0] == expected
 
 
+def test_an_emergency_the_model_only_half_heard_is_not_911_on_its_own():
+    # Nonsense ("blorp znak") can land in a near tie between an emergency and out of scope, which
+    # the fallback catches; the weak classifier reading that backs a sure model does not back it.
+    scores = {CRISIS: 0.17, CRISIS_CLAUSE: 0.0, MEDICAL_EMERGENCY: 0.15}
+    assert decide(SURE_BARS, scores, None, False, MEDICAL_EMERGENCY)[0] == MEDICAL_EMERGENCY
+    assert decide(SURE_BARS, scores, None, False, MEDICAL_EMERGENCY, unsure_model=True)[0] != MEDICAL_EMERGENCY
+    # The classifier's own emergency reading or an emergency pattern still sends it to 911.
+    sure = {**scores, MEDICAL_EMERGENCY: 0.6}
+    assert decide(SURE_BARS, sure, None, False, MEDICAL_EMERGENCY, unsure_model=True)[0] == MEDICAL_EMERGENCY
+    assert decide(SURE_BARS, scores, MEDICAL_EMERGENCY, False, MEDICAL_EMERGENCY,
+                  unsure_model=True)[0] == MEDICAL_EMERGENCY
+
+
 def test_the_safety_net_reads_the_pretrained_embedding_not_the_tuned_one(nlp):
     # A tuned encoder reads crisis words more than meaning ("i'm dying to try this"), so the
     # safety classifier is given the pretrained encoder's embedding of the message.
