@@ -9,7 +9,7 @@ frozen part (scored only when closing an issue). Reply time: median over --round
 the median REST reply over --messages dev messages, each a new conversation. Load time: median
 over --rounds rounds of loading each model in turn, after one untimed load that pays Rasa's
 imports, with the sentence encoder's weights read again each time. Training time is measured
-with one config training on each core.
+with one config training at a time, on the machine's cores.
 
 Training is the slow part (the stock config takes hours on a slow 2-core machine), so it can be
 done ahead: `--train-ahead DIR` trains the configs as a full run would and records each one's
@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -47,8 +46,6 @@ CONFIGS = {
     "before the encoder": PROJECT_ROOT / "benchmarks" / "before_encoder_config.yml",
     "stock `rasa init`": PROJECT_ROOT / "benchmarks" / "stock_config.yml",
 }
-# Every training subprocess started, so a failure can stop the others.
-TRAININGS: List[subprocess.Popen] = []
 ACCURACY_FIGURES = ("FAQ answer accuracy", "out-of-scope precision", "out-of-scope recall",
                     "intent accuracy", "response-selector accuracy")
 
@@ -58,16 +55,15 @@ def train(config: Path, out_dir: Path, name: str) -> float:
     config_copy = out_dir / f"{name}_config.yml"
     shutil.copy(config, config_copy)
     start = time.perf_counter()
-    process = subprocess.Popen(
+    result = subprocess.run(
         [str(VENV_BIN / "rasa"), "train", "--config", str(config_copy), "--out", str(out_dir),
          "--fixed-model-name", name],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
         # No cache, so each config pays its full training cost.
         env={**os.environ, "RASA_MAX_CACHE_SIZE": "0"},
     )
-    TRAININGS.append(process)
-    if process.wait() != 0:
-        raise RuntimeError(f"training {name} ({config.name}) failed with exit status {process.returncode}")
+    if result.returncode != 0:
+        raise RuntimeError(f"training {name} ({config.name}) failed with exit status {result.returncode}")
     return time.perf_counter() - start
 
 
@@ -98,7 +94,7 @@ def trained_ahead(name: str, digest: str, directory: Path) -> Optional[float]:
 
 def train_ahead(configs: Dict[str, Path], directory: Path) -> None:
     """Trains into directory every config with no model there for today's inputs, as a full run
-    would (two at a time, no cache), and records each one's inputs digest and training time."""
+    would (one at a time, no cache), and records each one's inputs digest and training time."""
     directory.mkdir(parents=True, exist_ok=True)
     digests = {name: training_inputs_digest(path) for name, path in configs.items()}
     missing = {name: path for name, path in configs.items() if trained_ahead(name, digests[name], directory) is None}
@@ -116,22 +112,10 @@ def slug(name: str) -> str:
 
 
 def train_all(configs: Dict[str, Path], out_dir: Path) -> Dict[str, float]:
-    """Trains the configs two at a time; the first failure stops the others at once (a config
-    that fails in seconds must not cost the stock config's 40 minutes)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {pool.submit(train, path, out_dir, slug(name)): name
-                   for name, path in sorted(configs.items(), key=lambda item: "stock" not in item[0])}
-        seconds = {}
-        for future in as_completed(futures):
-            try:
-                seconds[futures[future]] = future.result()
-            except Exception:
-                for other in futures:
-                    other.cancel()
-                for process in TRAININGS:
-                    process.kill()
-                raise
-        return seconds
+    """Trains the configs one at a time, so that each one's time is its own on the machine's
+    cores; the stock config (hours on a slow machine) last, so a failing config fails early."""
+    return {name: train(path, out_dir, slug(name))
+            for name, path in sorted(configs.items(), key=lambda item: "stock" in item[0])}
 
 
 def rest_reply_ms(model: Path, messages: List[str], rounds: int, port: int) -> float:

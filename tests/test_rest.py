@@ -123,12 +123,12 @@ def test_answers_after_a_crisis_reply_keep_the_988_line(assistant):
 
 
 def test_two_fallbacks_in_a_row_offer_the_team(assistant):
-    # Keyboard mashing the model has no reading for. Gibberish it reads with some confidence
-    # ("asdf", after training on the forget-me examples) is far from every example and gets
-    # the out-of-scope reply, also with the phone and 988.
+    # Letters the model has no reading for (a near tie under the fallback threshold). Longer
+    # keyboard mashing it may read as out of scope, far from every example, and that reply
+    # (with the phone and 988) is not a fallback.
     sender = f"fallback-{uuid.uuid4()}"
-    assert CLINIC.fill(DOMAIN["utter_default"][0]["text"]) in texts(say(assistant, sender, "mnbvcxz"))
-    assert CLINIC.fill(DOMAIN["utter_offer_handoff"][0]["text"]) in texts(say(assistant, sender, "qwfp arst"))
+    assert CLINIC.fill(DOMAIN["utter_default"][0]["text"]) in texts(say(assistant, sender, "ffff"))
+    assert CLINIC.fill(DOMAIN["utter_offer_handoff"][0]["text"]) in texts(say(assistant, sender, "qqq"))
 
 
 @pytest.mark.parametrize("body", [
