@@ -30,6 +30,10 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_DETERMINISTIC_OPS := 1
 export TF_INTER_OP_PARALLELISM_THREADS := 1
 export TF_INTRA_OP_PARALLELISM_THREADS := 1
+# NumPy's BLAS too: the safety net's and the ensemble's products are small (one message against
+# a few thousand examples), and a second thread costs more than it gives, most of all on a busy
+# machine (measured: 0.12 ms against 0.37 ms a product).
+export OPENBLAS_NUM_THREADS := 1
 export PYTHONHASHSEED := 0
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
