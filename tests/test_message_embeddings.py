@@ -89,7 +89,7 @@ def test_the_featurizer_takes_a_batched_message_without_encoding_it_again(monkey
     encoded = []
     real_encode = shared_encoder().encode_with_pretrained
     monkeypatch.setattr(shared_encoder(), "encode_with_pretrained",
-                        lambda texts: encoded.extend(texts) or real_encode(texts))
+                        lambda texts, *rest: encoded.extend(texts) or real_encode(texts, *rest))
     batched, alone = Message(data={TEXT: TWO_CLAUSES}), Message(data={TEXT: "is it addictive"})
     featurizer.process([batched, alone])
     assert passes == [[TWO_CLAUSES]]

@@ -78,3 +78,20 @@ def test_with_tuned_layers_the_same_pass_gives_the_pretrained_embeddings_too():
     assert np.abs(embeddings - pretrained).max() > 1e-2
     untuned_embeddings, untuned_pretrained = shared_encoder().encode_with_pretrained(texts)
     assert untuned_embeddings is untuned_pretrained
+
+
+def test_the_tuning_s_tensorflow_layers_compute_what_the_encoder_s_graph_does():
+    import tensorflow as tf
+
+    from components.encoder_tuning import _padded, bert_layers, mean_pooled
+
+    weights = raw_weights()
+    tuned = {name.replace("layer.3.", "layer.5."): value for name, value in weights.items()
+             if name.startswith("encoder.layer.3.")}
+    encoder = MiniLMEncoder(tuned=tuned)
+    texts = ["side effects?", "how long does one infusion take, and is it safe with zoloft", "hi"]
+    states = encoder.hidden_states([encoder.token_ids(text) for text in texts], stop=encoder.first_tuned)
+    hidden, mask = _padded(states)
+    layers = [[tf.constant(value) for value in layer_weights({**weights, **tuned}, 5)]]
+    trained = mean_pooled(bert_layers(hidden, mask, layers, encoder.heads, encoder.eps), mask).numpy()
+    assert np.abs(trained - encoder.encode_many(texts)).max() < 1e-5

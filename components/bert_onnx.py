@@ -1,0 +1,122 @@
+"""BERT's forward pass as an ONNX graph, built from the weights, for ONNX Runtime.
+
+The graph takes word-piece ids and a mask, padded to the batch's longest message, and gives
+mean-pooled, L2-normalised embeddings (sentence-transformers' pooling), or the word pieces'
+states after some layers. Layers may branch: the lower layers run once and each branch's own
+top layers on their output, so a tuned encoder's embedding and the pretrained one's come from
+one pass. Built with onnx's helpers from the weights at load, so tuned weights need no export
+step (and no PyTorch, which exporting a model to ONNX usually needs). No Rasa, no TensorFlow.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+# ONNX operator set 17 has LayerNormalization.
+OPSET = 17
+# Where ONNX reshapes keep a dimension as it is.
+KEEP = 0
+LayerWeights = Sequence[np.ndarray]
+
+
+class _Graph:
+    def __init__(self) -> None:
+        self.nodes: List[onnx.NodeProto] = []
+        self.initializers: List[onnx.TensorProto] = []
+        self._count = 0
+
+    def constant(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, outputs: int = 1, **attributes) -> str | Tuple[str, ...]:
+        names = tuple(f"{op_type.lower()}{self._count}_{i}" for i in range(outputs))
+        self._count += 1
+        self.nodes.append(helper.make_node(op_type, list(inputs), list(names), **attributes))
+        return names[0] if outputs == 1 else names
+
+    def dense(self, x: str, weight: str, bias: str) -> str:
+        return self.op("Add", self.op("MatMul", x, weight), bias)
+
+
+def build(word_embeddings: np.ndarray, position_embeddings: np.ndarray, embedding_norm: Tuple[np.ndarray, np.ndarray],
+          shared: Sequence[LayerWeights], branches: Dict[str, Sequence[LayerWeights]],
+          heads: int, eps: float, pooled: bool = True) -> onnx.ModelProto:
+    """The graph: inputs `ids` (int64, batch x length) and `mask` (float, 1 for a word piece),
+    padded to the batch's longest message; one output per branch, named as the branch: the
+    messages' embeddings (batch x width) through the shared layers and then the branch's, or, if
+    not `pooled`, their word pieces' states (batch x length x width). Each layer's weights in
+    components/minilm.py's `layer_weights` order, matrices as (in, out)."""
+    g = _Graph()
+    width = word_embeddings.shape[1]
+    head_width = width // heads
+    by_head = g.constant("by_head", np.array([KEEP, KEEP, heads, head_width], np.int64))
+    joined = g.constant("joined", np.array([KEEP, KEEP, width], np.int64))
+    thirds = g.constant("thirds", np.array([width] * 3, np.int64))
+    scale = g.constant("scale", np.array(1.0 / np.sqrt(head_width), np.float32))
+    one = g.constant("one", np.array(1.0, np.float32))
+    half = g.constant("half", np.array(0.5, np.float32))
+    root_half = g.constant("root_half", np.array(np.sqrt(0.5), np.float32))
+    minus_big = g.constant("minus_big", np.array(-1e4, np.float32))
+    axis0, axis1, axis2 = (g.constant(f"axis{i}", np.array([i], np.int64)) for i in range(3))
+    axes12 = g.constant("axes12", np.array([1, 2], np.int64))
+    second = g.constant("second", np.array(1, np.int64))
+    zero = g.constant("zero", np.array([0], np.int64))
+    words = g.constant("words", word_embeddings)
+    positions = g.constant("positions", position_embeddings)
+    norm = (g.constant("embedding_norm_gain", embedding_norm[0]), g.constant("embedding_norm_bias", embedding_norm[1]))
+    layer_constants = {
+        (branch, i): tuple(g.constant(f"{branch}{i}.{j}", w) for j, w in enumerate(weights))
+        for branch, layers in (("shared", shared), *branches.items()) for i, weights in enumerate(layers)}
+
+    def layer(x: str, blocked: str, constants: Tuple[str, ...]) -> str:
+        qkv_w, qkv_b, out_w, out_b, norm1_g, norm1_b, up_w, up_b, down_w, down_b, norm2_g, norm2_b = constants
+        q, k, v = (g.op("Reshape", part, by_head)
+                   for part in g.op("Split", g.dense(x, qkv_w, qkv_b), thirds, axis=-1, outputs=3))
+        scores = g.op("Add", g.op("Mul", g.op("MatMul", g.op("Transpose", q, perm=[0, 2, 1, 3]),
+                                               g.op("Transpose", k, perm=[0, 2, 3, 1])), scale), blocked)
+        context = g.op("MatMul", g.op("Softmax", scores, axis=-1), g.op("Transpose", v, perm=[0, 2, 1, 3]))
+        context = g.op("Reshape", g.op("Transpose", context, perm=[0, 2, 1, 3]), joined)
+        x = g.op("LayerNormalization", g.op("Add", g.dense(context, out_w, out_b), x), norm1_g, norm1_b,
+                 axis=-1, epsilon=eps)
+        # BERT's exact GELU: x/2 (1 + erf(x / sqrt 2)).
+        up = g.dense(x, up_w, up_b)
+        up = g.op("Mul", g.op("Mul", up, half), g.op("Add", g.op("Erf", g.op("Mul", up, root_half)), one))
+        return g.op("LayerNormalization", g.op("Add", g.dense(up, down_w, down_b), x), norm2_g, norm2_b,
+                    axis=-1, epsilon=eps)
+
+    def through(x: str, blocked: str, branch: str, count: int) -> str:
+        for i in range(count):
+            x = layer(x, blocked, layer_constants[branch, i])
+        return x
+
+    # The word pieces' embeddings plus their positions' (segment A's folded in), normalised.
+    length = g.op("Unsqueeze", g.op("Gather", g.op("Shape", "ids"), second), axis0)
+    hidden = g.op("Add", g.op("Gather", words, "ids"), g.op("Slice", positions, zero, length, axis0))
+    hidden = g.op("LayerNormalization", hidden, *norm, axis=-1, epsilon=eps)
+    # Padding takes no attention.
+    blocked = g.op("Unsqueeze", g.op("Mul", g.op("Sub", one, "mask"), minus_big), axes12)
+    lower = through(hidden, blocked, "shared", len(shared))
+    graph_outputs = []
+    for branch, layers in branches.items():
+        states = through(lower, blocked, branch, len(layers))
+        if pooled:
+            masked = g.op("Mul", states, g.op("Unsqueeze", "mask", axis2))
+            mean = g.op("Div", g.op("ReduceSum", masked, axis1, keepdims=0),
+                        g.op("ReduceSum", "mask", axis1, keepdims=1))
+            g.nodes.append(helper.make_node("LpNormalization", [mean], [branch], axis=-1, p=2))
+            graph_outputs.append(helper.make_tensor_value_info(branch, TensorProto.FLOAT, ["batch", width]))
+        else:
+            g.nodes.append(helper.make_node("Identity", [states], [branch]))
+            graph_outputs.append(helper.make_tensor_value_info(branch, TensorProto.FLOAT, ["batch", "length", width]))
+    graph = helper.make_graph(g.nodes, "bert", [
+        helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "length"]),
+        helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "length"]),
+    ], graph_outputs, g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    # The IR version ONNX Runtime 1.20 reads.
+    model.ir_version = 8
+    return model
