@@ -169,6 +169,9 @@ class MiniLMEncoder:
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Without ONNX Runtime's memory arena, as fast and about 65 MB less per process. Its
+        # packing of the weights for the products stays: without it the pass takes twice as long.
+        options.enable_cpu_mem_arena = False
         return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def token_ids(self, text: str) -> List[int]:
