@@ -72,7 +72,7 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
 
     @staticmethod
     def required_packages() -> List[Text]:
-        return ["tokenizers", "safetensors", "tensorflow"]
+        return ["tokenizers", "safetensors", "onnx", "onnxruntime", "tensorflow"]
 
     @classmethod
     def create(
