@@ -6,6 +6,14 @@ states after some layers. Layers may branch: the lower layers run once and each 
 top layers on their output, so a tuned encoder's embedding and the pretrained one's come from
 one pass. Built with onnx's helpers from the weights at load, so tuned weights need no export
 step (and no PyTorch, which exporting a model to ONNX usually needs). No Rasa, no TensorFlow.
+
+`quantized`: the layers' weight matrices as 8-bit integers with one scale per output column, and
+each word piece's vector rounded to 8 bits with its own scale before each product with them (the
+attention's products of two activations stay in float). With a scale per word piece, a message's
+embedding does not depend on the other messages in its batch, as it would with ONNX Runtime's
+DynamicQuantizeMatMul, whose one scale for the whole batch made training's embeddings (batched)
+differ from the server's (one message) by up to 0.02. On 60 dev messages with their clauses:
+cosine 0.996 on average, 0.981 at worst, from the float embeddings.
 """
 from __future__ import annotations
 
@@ -38,21 +46,48 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, list(inputs), list(names), **attributes))
         return names[0] if outputs == 1 else names
 
-    def dense(self, x: str, weight: str, bias: str) -> str:
+    def weight(self, name: str, value: np.ndarray, quantized: bool) -> str | Tuple[str, str]:
+        """A constant; a matrix in 8 bits with its columns' scales if `quantized`."""
+        if not (quantized and value.ndim == 2):
+            return self.constant(name, value)
+        scale = np.abs(value).max(axis=0) / 127.0
+        scale[scale == 0] = 1.0
+        integers = np.clip(np.round(value / scale), -127, 127).astype(np.int8)
+        return self.constant(name, integers), self.constant(f"{name}.scale", scale.astype(np.float32))
+
+    def dense(self, x: str, weight: str | Tuple[str, str], bias: str) -> str:
+        if isinstance(weight, tuple):
+            return self.quantized_dense(x, *weight, bias)
         return self.op("Add", self.op("MatMul", x, weight), bias)
+
+    def quantized_dense(self, x: str, integers: str, scale: str, bias: str) -> str:
+        # Each word piece's vector in 8 bits with its own scale (see above).
+        vector_scale = self.op("Max", self.op("Mul", self.op("ReduceMax", self.op("Abs", x), axes=[-1], keepdims=1),
+                                              "per_step"), "tiny")
+        # Unsigned, around 128: ONNX Runtime's fast products take unsigned 8-bit inputs.
+        x_integers = self.op("Cast", self.op("Add", self.op("Round", self.op("Div", x, vector_scale)), "middle"),
+                             to=TensorProto.UINT8)
+        product = self.op("Cast", self.op("MatMulInteger", x_integers, integers, "middle_8_bits"), to=TensorProto.FLOAT)
+        return self.op("Add", self.op("Mul", self.op("Mul", product, vector_scale), scale), bias)
 
 
 def build(word_embeddings: np.ndarray, position_embeddings: np.ndarray, embedding_norm: Tuple[np.ndarray, np.ndarray],
           shared: Sequence[LayerWeights], branches: Dict[str, Sequence[LayerWeights]],
-          heads: int, eps: float, pooled: bool = True) -> onnx.ModelProto:
+          heads: int, eps: float, pooled: bool = True, quantized: bool = False) -> onnx.ModelProto:
     """The graph: inputs `ids` (int64, batch x length) and `mask` (float, 1 for a word piece),
     padded to the batch's longest message; one output per branch, named as the branch: the
     messages' embeddings (batch x width) through the shared layers and then the branch's, or, if
-    not `pooled`, their word pieces' states (batch x length x width). Each layer's weights in
+    not `pooled`, their word pieces' states (batch x length x width); the products with the
+    layers' weights in 8 bits if `quantized` (see above). Each layer's weights in
     components/minilm.py's `layer_weights` order, matrices as (in, out)."""
     g = _Graph()
     width = word_embeddings.shape[1]
     head_width = width // heads
+    if quantized:
+        g.constant("per_step", np.array(1.0 / 127, np.float32))
+        g.constant("tiny", np.array(1e-12, np.float32))
+        g.constant("middle", np.array(128.0, np.float32))
+        g.constant("middle_8_bits", np.array(128, np.uint8))
     by_head = g.constant("by_head", np.array([KEEP, KEEP, heads, head_width], np.int64))
     joined = g.constant("joined", np.array([KEEP, KEEP, width], np.int64))
     thirds = g.constant("thirds", np.array([width] * 3, np.int64))
@@ -69,7 +104,7 @@ def build(word_embeddings: np.ndarray, position_embeddings: np.ndarray, embeddin
     positions = g.constant("positions", position_embeddings)
     norm = (g.constant("embedding_norm_gain", embedding_norm[0]), g.constant("embedding_norm_bias", embedding_norm[1]))
     layer_constants = {
-        (branch, i): tuple(g.constant(f"{branch}{i}.{j}", w) for j, w in enumerate(weights))
+        (branch, i): tuple(g.weight(f"{branch}{i}.{j}", w, quantized) for j, w in enumerate(weights))
         for branch, layers in (("shared", shared), *branches.items()) for i, weights in enumerate(layers)}
 
     def layer(x: str, blocked: str, constants: Tuple[str, ...]) -> str:

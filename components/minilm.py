@@ -113,9 +113,12 @@ class MiniLMEncoder:
 
     With `tuned` weights (components/encoder_tuning.py's, for the top layers), the embeddings
     are the tuned encoder's, and `encode_with_pretrained` gives the pretrained encoder's as well
-    from the same pass of the shared lower layers: the safety net reads the pretrained ones."""
+    from the same pass of the shared lower layers: the safety net reads the pretrained ones.
+    `quantized`: the layers' products in 8 bits (components/bert_onnx.py), for the server's turns;
+    `hidden_states`, which the tuning starts from, stays in float."""
 
-    def __init__(self, directory: Path | None = None, tuned: Optional[Mapping[str, np.ndarray]] = None) -> None:
+    def __init__(self, directory: Path | None = None, tuned: Optional[Mapping[str, np.ndarray]] = None,
+                 quantized: bool = False) -> None:
         from tokenizers import Tokenizer
 
         directory = self.directory = directory or model_dir()
@@ -124,6 +127,7 @@ class MiniLMEncoder:
         self.eps = float(config["layer_norm_eps"])
         self.layer_count = config["num_hidden_layers"]
         self._states_below: Dict[int, object] = {}
+        self.quantized = quantized
         self._session = self._load(directory, tuned or {})
 
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
@@ -151,7 +155,7 @@ class MiniLMEncoder:
             branches["pretrained"] = pretrained[self.first_tuned:]
         self._outputs = list(branches)
         return self._session_for(bert_onnx.build(*self._embedding_weights(weights), pretrained[:self.first_tuned],
-                                                 branches, self.heads, self.eps))
+                                                 branches, self.heads, self.eps, quantized=self.quantized))
 
     @staticmethod
     def _embedding_weights(weights: Mapping[str, np.ndarray]):

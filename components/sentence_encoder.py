@@ -68,6 +68,9 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
             "fine_tune_epochs": 0,
             "fine_tune_layers": 6,
             "fine_tune_learning_rate": 5e-5,
+            # The encoder's products in 8 bits (components/bert_onnx.py): training's features too,
+            # so the classifiers learn from what they will be given.
+            "quantized": False,
         }
 
     @staticmethod
@@ -103,8 +106,8 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
                         tuned = {name: arrays[name] for name in arrays.files}
         except ValueError:  # nothing was persisted: an untuned encoder
             pass
-        return cls(config, execution_context.node_name, model_storage, resource, MiniLMEncoder(tuned=tuned) if tuned
-                   else None)
+        return cls(config, execution_context.node_name, model_storage, resource,
+                   MiniLMEncoder(tuned=tuned, quantized=config["quantized"]) if tuned else None)
 
     def __init__(self, config: Dict[Text, Any], name: Text, model_storage: Optional[ModelStorage] = None,
                  resource: Optional[Resource] = None, encoder: Optional[MiniLMEncoder] = None) -> None:
@@ -112,7 +115,7 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         super().__init__(name, config)
         self._identifier = ORIGIN
         self._model_storage, self._resource = model_storage, resource
-        self.encoder = encoder or shared_encoder()
+        self.encoder = encoder or (MiniLMEncoder(quantized=True) if config["quantized"] else shared_encoder())
         # The channel's batcher embeds queued messages with this model's encoder.
         shared_batcher().use(self.encoder)
 
@@ -127,7 +130,7 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         tuned = fine_tune(shared_encoder(), [text for text, _ in examples], [label for _, label in examples], settings)
         with self._model_storage.write_to(self._resource) as directory:
             np.savez(directory / TUNED_WEIGHTS_FILE, **tuned)
-        self.encoder = MiniLMEncoder(tuned=tuned)
+        self.encoder = MiniLMEncoder(tuned=tuned, quantized=self._config["quantized"])
         shared_batcher().use(self.encoder)
         return self._resource
 

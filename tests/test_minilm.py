@@ -1,9 +1,11 @@
 """The sentence encoder against reference embeddings from transformers' TFBertModel."""
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
 
+from components import bert_onnx
 from components.minilm import (
     MAX_CHARS,
     WEIGHTS_SHA256,
@@ -95,3 +97,27 @@ def test_the_tuning_s_tensorflow_layers_compute_what_the_encoder_s_graph_does():
     layers = [[tf.constant(value) for value in layer_weights({**weights, **tuned}, 5)]]
     trained = mean_pooled(bert_layers(hidden, mask, layers, encoder.heads, encoder.eps), mask).numpy()
     assert np.abs(trained - encoder.encode_many(texts)).max() < 1e-5
+
+
+def test_in_8_bits_the_embeddings_stay_close_to_the_float_ones():
+    weights = raw_weights()
+    tuned = {name.replace("layer.3.", "layer.5."): value for name, value in weights.items()
+             if name.startswith("encoder.layer.3.")}
+    exact, in_8_bits = MiniLMEncoder(tuned=tuned), MiniLMEncoder(tuned=tuned, quantized=True)
+    graph = bert_onnx.build(*MiniLMEncoder._embedding_weights(weights), [layer_weights(weights, i) for i in range(6)],
+                            {"embedding": []}, exact.heads, exact.eps, quantized=True).graph
+    # Each layer's four weight matrices in 8 bits; the attention's products stay in float.
+    products = Counter(node.op_type for node in graph.node)
+    assert (products["MatMulInteger"], products["MatMul"]) == (4 * 6, 2 * 6)
+    texts = ["side effects?", "how long does one infusion take, and is it safe with zoloft",
+             "my husband has ptsd from the army and nothing helps, could he try this", ""]
+    for float_ones, quantized_ones in zip(exact.encode_with_pretrained(texts), in_8_bits.encode_with_pretrained(texts),
+                                          strict=True):
+        similarity = (float_ones * quantized_ones).sum(axis=1)
+        assert similarity.min() > 0.97
+        assert np.abs(float_ones - quantized_ones).max() > 1e-4
+    # Each word piece has its own scale: a message's embedding is the same in any batch.
+    assert np.abs(in_8_bits.encode_many(texts) - np.stack([in_8_bits.encode(text) for text in texts])).max() < 1e-6
+    question = in_8_bits.encode("how long is one infusion appointment")
+    assert (question @ in_8_bits.encode("how many minutes does a session take")
+            > question @ in_8_bits.encode("can i get addicted"))

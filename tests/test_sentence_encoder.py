@@ -138,3 +138,21 @@ def test_without_tuning_the_model_keeps_the_pretrained_encoder(tmp_path):
 def test_a_tuning_of_more_layers_than_the_encoder_has_is_refused():
     with pytest.raises(ValueError):
         SentenceEncoderFeaturizer({**SentenceEncoderFeaturizer.get_default_config(), "fine_tune_layers": 7}, "x")
+
+
+@pytest.mark.parametrize("tuning_epochs", [0, 5])
+def test_in_8_bits_training_s_features_come_from_the_encoder_the_model_loads(tmp_path, tuning_epochs):
+    config = {**SentenceEncoderFeaturizer.get_default_config(), "quantized": True,
+              "fine_tune_epochs": tuning_epochs, "fine_tune_layers": 2}
+    storage, resource = LocalModelStorage(tmp_path), Resource("sentence_encoder")
+    trained = SentenceEncoderFeaturizer(config, "sentence_encoder", storage, resource)
+    trained.train(training_data())
+    data = training_data()
+    trained.process_training_data(data)
+    loaded = SentenceEncoderFeaturizer.load(config, storage, resource, ExecutionContext(GraphSchema({}), "test"))
+    assert loaded.encoder.quantized and loaded.encoder is not shared_encoder()
+    for example in data.training_examples:
+        message = Message(data={TEXT: example.get(TEXT)})
+        loaded.process([message])
+        assert np.abs(sentence_embedding(example) - sentence_embedding(message)).max() < 1e-5
+        assert np.abs(sentence_embedding(example) - shared_encoder().encode(example.get(TEXT))).max() > 1e-4
