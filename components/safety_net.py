@@ -72,16 +72,24 @@ class NearestExamples:
     def __init__(self, embeddings: Dict[Text, np.ndarray], neighbours: int, temperature: float) -> None:
         self.embeddings = {label: _unit(vectors) for label, vectors in embeddings.items()}
         self.neighbours, self.temperature = neighbours, temperature
+        # All classes' examples in one matrix, so that a message and its clauses take one product.
+        self._examples = np.concatenate([self.embeddings[label] for label in CLASSES])
+        self._ends = np.cumsum([len(self.embeddings[label]) for label in CLASSES])
 
     def probabilities(self, embedding: np.ndarray) -> Dict[Text, float]:
-        query = _unit(embedding[np.newaxis, :])[0]
-        similarity = {}
-        for label, vectors in self.embeddings.items():
-            nearest = np.sort(vectors @ query)[-self.neighbours:]
-            similarity[label] = float(nearest.mean()) if len(nearest) else -1.0
-        scores = np.array([similarity[label] for label in CLASSES]) * self.temperature
-        scores = np.exp(scores - scores.max())
-        return dict(zip(CLASSES, (scores / scores.sum()).tolist(), strict=True))
+        return dict(zip(CLASSES, self.probabilities_many(embedding[np.newaxis, :])[0].tolist(), strict=True))
+
+    def probabilities_many(self, embeddings: np.ndarray) -> np.ndarray:
+        """One row per embedding, one column per class in CLASSES' order."""
+        similarities = _unit(embeddings) @ self._examples.T
+        scores = np.full((len(embeddings), len(CLASSES)), -1.0)
+        for column, (start, end) in enumerate(zip([0, *self._ends[:-1]], self._ends, strict=True)):
+            count = min(self.neighbours, end - start)
+            if count:
+                scores[:, column] = np.partition(similarities[:, start:end], end - start - count, axis=1)[
+                    :, -count:].mean(axis=1)
+        scores = np.exp((scores - scores.max(axis=1, keepdims=True)) * self.temperature)
+        return scores / scores.sum(axis=1, keepdims=True)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -247,13 +255,14 @@ class SafetyNet(GraphComponent):
         embedding = pretrained_embedding(message)
         if embedding is None or self.classifier is None:
             return {CRISIS: 0.0, CRISIS_CLAUSE: 0.0, MEDICAL_EMERGENCY: 0.0}
-        probabilities = self.classifier.probabilities(embedding)
         # Each clause of a longer message counts too ("does it work fast? i don't know how much
         # longer i can keep going"): the featurizer embedded them with the message.
         clause_vectors = clause_embeddings(message)
         if clause_vectors is None:
             clause_vectors = shared_encoder().encode_many(clauses(message.get(TEXT) or ""))
-        clause_crisis = max([0.0] + [self.classifier.probabilities(vector)[CRISIS] for vector in clause_vectors])
+        rows = self.classifier.probabilities_many(np.vstack([embedding[np.newaxis, :], clause_vectors]))
+        probabilities = dict(zip(CLASSES, rows[0].tolist(), strict=True))
+        clause_crisis = float(rows[1:, CLASSES.index(CRISIS)].max(initial=0.0))
         return {CRISIS: probabilities[CRISIS], CRISIS_CLAUSE: clause_crisis,
                 MEDICAL_EMERGENCY: probabilities[MEDICAL_EMERGENCY]}
 

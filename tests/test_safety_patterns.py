@@ -11,7 +11,7 @@ from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 
 from components.message_embeddings import clauses
-from components.safety_net import CRISIS_CLAUSE, OTHER, NearestExamples, SafetyNet, decide
+from components.safety_net import CLASSES, CRISIS_CLAUSE, OTHER, NearestExamples, SafetyNet, decide
 from components.safety_patterns import (
     CRISIS,
     MEDICAL_EMERGENCY,
@@ -297,8 +297,8 @@ class FixedScores:
     def __init__(self, crisis, emergency):
         self.scores = {CRISIS: crisis, MEDICAL_EMERGENCY: emergency, OTHER: 1 - crisis - emergency}
 
-    def probabilities(self, embedding):
-        return self.scores
+    def probabilities_many(self, embeddings):
+        return np.tile([self.scores[label] for label in CLASSES], (len(embeddings), 1))
 
 
 def with_embedding(message):
@@ -398,6 +398,13 @@ def test_nearest_examples_read_the_class_of_the_closest_training_examples():
     probabilities = nearest.probabilities(crisis * 0.9 + other * 0.1)
     assert probabilities[CRISIS] > 0.99
     assert sum(probabilities.values()) == pytest.approx(1.0)
+    # A message and its clauses in one call: each row as if alone.
+    queries = np.stack([crisis * 0.9 + other * 0.1, emergency, other * 0.6 + emergency * 0.4])
+    rows = nearest.probabilities_many(queries)
+    assert rows.shape == (3, 3)
+    for query, row in zip(queries, rows, strict=True):
+        assert row == pytest.approx([nearest.probabilities(query)[label] for label in CLASSES])
+    assert rows[1].argmax() == 1 and rows[2].argmax() == 2
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -455,9 +462,9 @@ def test_the_safety_net_reads_the_pretrained_embedding_not_the_tuned_one(nlp):
     seen = []
 
     class Recording(FixedScores):
-        def probabilities(self, embedding):
-            seen.append(embedding)
-            return super().probabilities(embedding)
+        def probabilities_many(self, embeddings):
+            seen.extend(embeddings)
+            return super().probabilities_many(embeddings)
 
     message = message_for(nlp, "i'm dying to try this", "faq", 0.9)
     message.add_features(Features(np.ones((1, 384), np.float32), FEATURE_TYPE_SENTENCE, TEXT, ORIGIN))
