@@ -53,7 +53,7 @@ class _Graph:
         scale = np.abs(value).max(axis=0) / 127.0
         scale[scale == 0] = 1.0
         integers = np.clip(np.round(value / scale), -127, 127).astype(np.int8)
-        return self.constant(name, integers), self.constant(f"{name}.scale", scale.astype(np.float32))
+        return self.constant(name, integers), self.constant(f"{name}.scale", (scale / 127.0).astype(np.float32))
 
     def dense(self, x: str, weight: str | Tuple[str, str], bias: str) -> str:
         if isinstance(weight, tuple):
@@ -61,15 +61,15 @@ class _Graph:
         return self.op("Add", self.op("MatMul", x, weight), bias)
 
     def quantized_dense(self, x: str, integers: str, scale: str, bias: str) -> str:
-        # Each word piece's vector in 8 bits with its own scale (see above).
-        vector_scale = self.op("Max", self.op("Mul", self.op("ReduceMax", self.op("Abs", x), axes=[-1], keepdims=1),
-                                              "per_step"), "tiny")
-        # Unsigned, around 128: ONNX Runtime's fast products take unsigned 8-bit inputs.
-        x_integers = self.op("Cast", self.op("Add", self.op("Round", self.op("Div", x, vector_scale)), "middle"),
-                             to=TensorProto.UINT8)
+        # Each word piece's vector in 8 bits with its own scale (see above): its largest value
+        # becomes 127 (128 + 127 unsigned, since ONNX Runtime's fast products take unsigned 8-bit
+        # inputs; QuantizeLinear rounds and adds the 128 in one vectorised step).
+        largest = self.op("Max", self.op("ReduceMax", self.op("Abs", x), axes=[-1], keepdims=1), "tiny")
+        x_integers = self.op("QuantizeLinear", self.op("Mul", x, self.op("Div", "top_8_bits", largest)), "one",
+                             "middle_8_bits")
         product = self.op("Cast", self.op("MatMulInteger", x_integers, integers, "middle_8_bits"), to=TensorProto.FLOAT)
-        return self.op("Add", self.op("Mul", self.op("Mul", product, vector_scale), scale), bias)
-
+        # `scale` holds the weights' column scales divided by 127.
+        return self.op("Add", self.op("Mul", self.op("Mul", product, largest), scale), bias)
 
 def build(word_embeddings: np.ndarray, position_embeddings: np.ndarray, embedding_norm: Tuple[np.ndarray, np.ndarray],
           shared: Sequence[LayerWeights], branches: Dict[str, Sequence[LayerWeights]],
@@ -84,9 +84,8 @@ def build(word_embeddings: np.ndarray, position_embeddings: np.ndarray, embeddin
     width = word_embeddings.shape[1]
     head_width = width // heads
     if quantized:
-        g.constant("per_step", np.array(1.0 / 127, np.float32))
+        g.constant("top_8_bits", np.array(127.0, np.float32))
         g.constant("tiny", np.array(1e-12, np.float32))
-        g.constant("middle", np.array(128.0, np.float32))
         g.constant("middle_8_bits", np.array(128, np.uint8))
     by_head = g.constant("by_head", np.array([KEEP, KEEP, heads, head_width], np.int64))
     joined = g.constant("joined", np.array([KEEP, KEEP, width], np.int64))
