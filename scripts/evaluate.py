@@ -6,7 +6,8 @@ the stock `rasa init` config. Untrained peers: TF-IDF nearest neighbour and Mini
 sentence-embedding nearest neighbour over the same training examples, their out-of-scope
 thresholds tuned on the dev part. Every figure is printed for the dev part (studied) and the
 frozen part (scored only when closing an issue). Reply time: median over --rounds rounds of
-the median REST reply over --messages dev messages, each a new conversation. Load time: median
+the median REST reply over --messages dev messages, each a new conversation, with every
+model's server up and the models taking turns round by round. Load time: median
 over --rounds rounds of loading each model in turn, after one untimed load that pays Rasa's
 imports, with the sentence encoder's weights read again each time. Training time is measured
 with one config training at a time, on the machine's cores.
@@ -19,6 +20,7 @@ trains the others.
 """
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -118,20 +120,30 @@ def train_all(configs: Dict[str, Path], out_dir: Path) -> Dict[str, float]:
             for name, path in sorted(configs.items(), key=lambda item: "stock" in item[0])}
 
 
-def rest_reply_ms(model: Path, messages: List[str], rounds: int, port: int) -> float:
-    url = f"http://localhost:{port}/webhooks/rest/webhook"
-    with tempfile.TemporaryDirectory() as scratch, \
-            Services(rasa_services(str(model), port, port + 50, f"{scratch}/tracker.db"), log=open(os.devnull, "w")):
-        requests.post(url, json={"sender": "warm-up", "message": "hello"}, timeout=60)
-        medians = []
-        for _ in range(rounds):
-            timings = []
-            for message in messages:
-                start = time.perf_counter()
-                requests.post(url, json={"sender": f"eval-{uuid.uuid4()}", "message": message}, timeout=60)
-                timings.append((time.perf_counter() - start) * 1000)
-            medians.append(statistics.median(timings))
-    return statistics.median(medians)
+def rest_reply_ms(models: Dict[str, Path], messages: List[str], rounds: int, ports: List[int]) -> Dict[str, float]:
+    """Each model's median REST reply: the median over rounds of the median over the messages.
+    Every model's servers are up together and the models take turns, all the messages each,
+    in a rotating order, so that the machine's slow spells fall on all of them alike. Turn by
+    turn, each reply would find the processor's caches filled by another model, which no
+    server meets in use."""
+    urls = {name: f"http://localhost:{port}/webhooks/rest/webhook" for name, port in zip(models, ports, strict=False)}
+    medians: Dict[str, List[float]] = {name: [] for name in models}
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as servers:
+        for (name, model), port in zip(models.items(), ports, strict=False):
+            servers.enter_context(Services(rasa_services(str(model), port, port + 50, f"{scratch}/{slug(name)}.db"),
+                                           log=open(os.devnull, "w")))
+            requests.post(urls[name], json={"sender": "warm-up", "message": "hello"}, timeout=60)
+        names = list(models)
+        for round_number in range(rounds):
+            shift = round_number % len(names)
+            for name in names[shift:] + names[:shift]:
+                timings = []
+                for message in messages:
+                    start = time.perf_counter()
+                    requests.post(urls[name], json={"sender": f"eval-{uuid.uuid4()}", "message": message}, timeout=60)
+                    timings.append((time.perf_counter() - start) * 1000)
+                medians[name].append(statistics.median(timings))
+    return {name: statistics.median(values) for name, values in medians.items()}
 
 
 def load_times(models: Dict[str, Path], rounds: int) -> Dict[str, float]:
@@ -199,7 +211,7 @@ def print_table(title: str, columns: Dict[str, Dict[str, float]], rows: List[str
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--messages", type=int, default=40)
     parser.add_argument("--skip", action="append", default=[], choices=list(CONFIGS),
                         help="leave a Rasa config out (the stock one trains for 40 minutes to hours on 2 cores)")
@@ -253,12 +265,9 @@ def main() -> int:
                     sweep = parses
             del agent
         load_seconds = load_times(models, args.rounds)
-        for port, (name, model) in zip((5305, 5405, 5505), models.items(), strict=False):
-            timing[name] = {
-                "training time (s)": train_seconds[name],
-                "model load time (s)": load_seconds[name],
-                "median REST reply (ms)": rest_reply_ms(model, rest_messages, args.rounds, port),
-            }
+        reply_ms = rest_reply_ms(models, rest_messages, args.rounds, [5305, 5405, 5505])
+        timing = {name: {"training time (s)": train_seconds[name], "model load time (s)": load_seconds[name],
+                         "median REST reply (ms)": reply_ms[name]} for name in models}
 
     for part in PARTS:
         sizes = f"{len(heldout[part])} messages"
