@@ -37,6 +37,7 @@ from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KE
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from components.nearest_examples import ExampleIndex, unit
 from components.sentence_encoder import sentence_embedding
 
 RESPONSE_SELECTOR = "response_selector"
@@ -45,21 +46,16 @@ NEVER_MOVED = ("crisis", "medical_emergency")
 OUT_OF_SCOPE_CHECK_KEY = "out_of_scope_check"
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-
-
 class DomainDistance:
     """How near a message is to the in-domain and to the out-of-scope training examples."""
 
     def __init__(self, in_domain: np.ndarray, out_of_scope: np.ndarray, neighbours: int) -> None:
-        self.in_domain, self.out_of_scope = _unit(in_domain), _unit(out_of_scope)
+        self.in_domain, self.out_of_scope = unit(in_domain), unit(out_of_scope)
         self.neighbours = neighbours
+        self._index = ExampleIndex([self.in_domain, self.out_of_scope])
 
     def evidence(self, embedding: np.ndarray) -> Dict[str, float]:
-        query = _unit(embedding)
-        in_domain = np.sort(self.in_domain @ query)[::-1]
-        out_of_scope = np.sort(self.out_of_scope @ query)[::-1]
+        in_domain, out_of_scope = self._index.most_similar(embedding, self.neighbours)[0]
         return {"nearest_in_domain": float(in_domain[0]),
                 "mean_nearest_in_domain": float(in_domain[:self.neighbours].mean()),
                 # Without out-of-scope examples, only the distance to the domain counts.

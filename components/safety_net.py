@@ -49,6 +49,7 @@ from spacy.tokens import Doc
 
 from components.message_embeddings import clauses
 from components.minilm import shared_encoder
+from components.nearest_examples import ExampleIndex, unit
 from components.safety_patterns import CRISIS, MEDICAL_EMERGENCY, SafetyMatcher, told_as_long_past
 from components.sentence_encoder import SentenceEncoderFeaturizer, clause_embeddings, pretrained_embedding
 
@@ -70,30 +71,21 @@ class NearestExamples:
     """Per class, the mean cosine similarity of the k nearest training examples, softmaxed."""
 
     def __init__(self, embeddings: Dict[Text, np.ndarray], neighbours: int, temperature: float) -> None:
-        self.embeddings = {label: _unit(vectors) for label, vectors in embeddings.items()}
+        self.embeddings = {label: unit(vectors) for label, vectors in embeddings.items()}
         self.neighbours, self.temperature = neighbours, temperature
-        # All classes' examples in one matrix, so that a message and its clauses take one product.
-        self._examples = np.concatenate([self.embeddings[label] for label in CLASSES])
-        self._ends = np.cumsum([len(self.embeddings[label]) for label in CLASSES])
+        # A message and its clauses in one scan of all classes' examples.
+        self._index = ExampleIndex([self.embeddings[label] for label in CLASSES])
 
     def probabilities(self, embedding: np.ndarray) -> Dict[Text, float]:
         return dict(zip(CLASSES, self.probabilities_many(embedding[np.newaxis, :])[0].tolist(), strict=True))
 
     def probabilities_many(self, embeddings: np.ndarray) -> np.ndarray:
         """One row per embedding, one column per class in CLASSES' order."""
-        similarities = _unit(embeddings) @ self._examples.T
-        scores = np.full((len(embeddings), len(CLASSES)), -1.0)
-        for column, (start, end) in enumerate(zip([0, *self._ends[:-1]], self._ends, strict=True)):
-            count = min(self.neighbours, end - start)
-            if count:
-                scores[:, column] = np.partition(similarities[:, start:end], end - start - count, axis=1)[
-                    :, -count:].mean(axis=1)
+        nearest = self._index.most_similar(embeddings, self.neighbours)
+        scores = np.array([[similarities.mean() if len(similarities) else -1.0 for similarities in per_class]
+                           for per_class in nearest]).reshape(-1, len(CLASSES))
         scores = np.exp((scores - scores.max(axis=1, keepdims=True)) * self.temperature)
         return scores / scores.sum(axis=1, keepdims=True)
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 NEXT_READING = "next_reading"
