@@ -13,7 +13,10 @@ graph in TensorFlow (session 19's encoder, which had replaced NumPy products); t
 messages with their clauses, 3.1 s against 3.2 s. ONNX Runtime's memory arena and its packing
 of the weights for the products stay: without the arena, long messages took 60% longer;
 without the packing, short ones took twice as long. The embeddings agree with transformers'
-TFBertModel to 3e-7 (tests/test_minilm.py holds reference values computed once with it).
+TFBertModel to 3e-7 (tests/test_minilm.py holds reference values computed once with it). With
+its products in 8 bits (`quantized`, as the project's config has it; components/bert_onnx.py), a
+turn's pass takes 0.49 of the float one's time (session 21, 200 dev messages with their clauses,
+medians of 7 rounds in one process), and the embeddings stay within cosine 0.98 of the float ones.
 
 This module imports no Rasa and no TensorFlow, so the evaluation peers and scripts can use it
 as they are.
