@@ -30,6 +30,34 @@ KEEP = 0
 LayerWeights = Sequence[np.ndarray]
 
 
+def in_8_bits(values: np.ndarray, axis: int) -> Tuple[np.ndarray, np.ndarray]:
+    """`values` as integers in [-127, 127] (int8) and the scales (float32) that map them back, one
+    per slice along `axis` (its largest magnitude becomes 127)."""
+    scale = (np.maximum(np.abs(values).max(axis=axis), 1e-12) / 127.0).astype(np.float32)
+    integers = np.round(values / np.expand_dims(scale, axis)).astype(np.int8)
+    return integers, scale
+
+
+def model_for(graph: onnx.GraphProto) -> onnx.ModelProto:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    # The IR version ONNX Runtime 1.20 reads.
+    model.ir_version = 8
+    return model
+
+
+def session_for(model: onnx.ModelProto):
+    """An ONNX Runtime session on one thread, like Rasa's TensorFlow: the second core stays with
+    the rest of the server."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
 class _Graph:
     def __init__(self) -> None:
         self.nodes: List[onnx.NodeProto] = []
@@ -50,10 +78,8 @@ class _Graph:
         """A constant; a matrix in 8 bits with its columns' scales if `quantized`."""
         if not (quantized and value.ndim == 2):
             return self.constant(name, value)
-        scale = np.abs(value).max(axis=0) / 127.0
-        scale[scale == 0] = 1.0
-        integers = np.clip(np.round(value / scale), -127, 127).astype(np.int8)
-        return self.constant(name, integers), self.constant(f"{name}.scale", (scale / 127.0).astype(np.float32))
+        integers, scale = in_8_bits(value, axis=0)
+        return self.constant(name, integers), self.constant(f"{name}.scale", scale / 127.0)
 
     def dense(self, x: str, weight: str | Tuple[str, str], bias: str) -> str:
         if isinstance(weight, tuple):
@@ -150,7 +176,4 @@ def build(word_embeddings: np.ndarray, position_embeddings: np.ndarray, embeddin
         helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "length"]),
         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", "length"]),
     ], graph_outputs, g.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    # The IR version ONNX Runtime 1.20 reads.
-    model.ir_version = 8
-    return model
+    return model_for(graph)

@@ -157,7 +157,7 @@ class MiniLMEncoder:
             # The pretrained top layers too, on the same shared layers' output, for the safety net.
             branches["pretrained"] = pretrained[self.first_tuned:]
         self._outputs = list(branches)
-        return self._session_for(bert_onnx.build(*self._embedding_weights(weights), pretrained[:self.first_tuned],
+        return bert_onnx.session_for(bert_onnx.build(*self._embedding_weights(weights), pretrained[:self.first_tuned],
                                                  branches, self.heads, self.eps, quantized=self.quantized))
 
     @staticmethod
@@ -167,18 +167,6 @@ class MiniLMEncoder:
         return (weights["embeddings.word_embeddings.weight"],
                 positions + weights["embeddings.token_type_embeddings.weight"][0],
                 (weights["embeddings.LayerNorm.weight"], weights["embeddings.LayerNorm.bias"]))
-
-    @staticmethod
-    def _session_for(model):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        # One thread, like Rasa's TensorFlow: the second core stays with the rest of the server.
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def token_ids(self, text: str) -> List[int]:
         return self.tokenizer.encode(text[:MAX_CHARS]).ids
@@ -199,7 +187,7 @@ class MiniLMEncoder:
         tuning of the layers above starts from)."""
         if stop not in self._states_below:
             weights = raw_weights(self.directory)
-            self._states_below[stop] = self._session_for(bert_onnx.build(
+            self._states_below[stop] = bert_onnx.session_for(bert_onnx.build(
                 *self._embedding_weights(weights), [layer_weights(weights, i) for i in range(stop)],
                 {"states": []}, self.heads, self.eps, pooled=False))
         states = self._states_below[stop].run(None, self._padded(batch))[0]

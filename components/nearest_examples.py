@@ -16,6 +16,9 @@ from __future__ import annotations
 from typing import List, Sequence, Tuple
 
 import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from components.bert_onnx import in_8_bits, model_for, session_for
 
 # Unsigned 8-bit queries, centred here: ONNX Runtime's fast 8-bit products take unsigned inputs.
 MIDDLE = 128
@@ -27,12 +30,6 @@ def unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
-def _in_8_bits(vectors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Each row as integers in [-127, 127] and its scale."""
-    scale = np.maximum(np.abs(vectors).max(axis=1), 1e-12) / 127.0
-    return np.round(vectors / scale[:, np.newaxis]).astype(np.int32), scale
-
-
 class ExampleIndex:
     """Examples in groups (one after another in `groups`' order); for each query, the similarities of
     its `count` most similar examples in each group, highest first."""
@@ -41,14 +38,15 @@ class ExampleIndex:
         self.examples = np.ascontiguousarray(np.concatenate([unit(np.asarray(g, np.float32)) for g in groups]))
         ends = np.cumsum([len(group) for group in groups])
         self.bounds = list(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True))
-        integers, self._scale = _in_8_bits(self.examples)
-        # The examples' share of what rounding can move a similarity by (see `most_similar`).
-        self._half_sums = np.abs(integers).sum(axis=1) / 2.0
-        self._session = _product_session(integers.astype(np.int8)) if len(self.examples) else None
+        integers, self._scale = in_8_bits(self.examples, axis=1)
+        # The examples' share of what rounding can move a similarity by (see `estimates`).
+        self._half_sums = np.abs(integers.astype(np.int32)).sum(axis=1) / 2.0
+        self._session = _product_session(integers) if len(self.examples) else None
 
     def estimates(self, queries: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(queries x examples) 8-bit similarities of unit queries, and how far each may be off."""
-        query_integers, query_scale = _in_8_bits(queries)
+        query_integers, query_scale = in_8_bits(queries, axis=1)
+        query_integers = query_integers.astype(np.int32)
         products = self._session.run(None, {"queries": (query_integers + MIDDLE).astype(np.uint8)})[0]
         scales = query_scale[:, np.newaxis] * self._scale[np.newaxis, :]
         # |q.e - estimate| <= sq * se * (|qi|_1 / 2 + |ei|_1 / 2 + width / 4) for q = sq qi + dq and
@@ -84,9 +82,6 @@ class ExampleIndex:
 
 def _product_session(integers: np.ndarray):
     """ONNX Runtime graph: unsigned 8-bit queries (rows, width) times the examples' integers."""
-    import onnxruntime
-    from onnx import TensorProto, helper, numpy_helper
-
     graph = helper.make_graph(
         [helper.make_node("MatMulInteger", ["queries", "examples", "middle"], ["products"])],
         "nearest_examples",
@@ -94,9 +89,4 @@ def _product_session(integers: np.ndarray):
         [helper.make_tensor_value_info("products", TensorProto.INT32, ["rows", integers.shape[0]])],
         [numpy_helper.from_array(np.ascontiguousarray(integers.T), "examples"),
          numpy_helper.from_array(np.array(MIDDLE, np.uint8), "middle")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session_for(model_for(graph))
