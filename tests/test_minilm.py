@@ -106,9 +106,9 @@ def test_in_8_bits_the_embeddings_stay_close_to_the_float_ones():
     exact, in_8_bits = MiniLMEncoder(tuned=tuned), MiniLMEncoder(tuned=tuned, quantized=True)
     graph = bert_onnx.build(*MiniLMEncoder._embedding_weights(weights), [layer_weights(weights, i) for i in range(6)],
                             {"embedding": []}, exact.heads, exact.eps, quantized=True).graph
-    # Each layer's four weight matrices in 8 bits; the attention's products stay in float.
-    products = Counter(node.op_type for node in graph.node)
-    assert (products["MatMulInteger"], products["MatMul"]) == (4 * 6, 2 * 6)
+    # Each layer's four weight matrices in 8 bits; the attention (in float) one operator a layer.
+    operators = Counter(node.op_type for node in graph.node)
+    assert (operators["MatMulInteger"], operators["MatMul"], operators["MultiHeadAttention"]) == (4 * 6, 0, 6)
     texts = ["side effects?", "how long does one infusion take, and is it safe with zoloft",
              "my husband has ptsd from the army and nothing helps, could he try this", ""]
     for float_ones, quantized_ones in zip(exact.encode_with_pretrained(texts), in_8_bits.encode_with_pretrained(texts),
