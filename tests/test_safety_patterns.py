@@ -19,7 +19,7 @@ from components.safety_patterns import (
     SafetyMatcher,
     told_as_long_past,
 )
-from components.sentence_encoder import ORIGIN, PRETRAINED_EMBEDDING
+from components.sentence_encoder import ORIGIN, keep_pretrained_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +304,7 @@ class FixedScores:
 def with_embedding(message):
     """The featurizer's two embeddings: the classifiers' feature and the safety net's pretrained one."""
     message.add_features(Features(np.ones((1, 384), np.float32), FEATURE_TYPE_SENTENCE, TEXT, ORIGIN))
-    message.set(PRETRAINED_EMBEDDING, np.ones(384, np.float32))
+    keep_pretrained_embeddings(message, np.ones(384, np.float32))
     return message
 
 
@@ -469,6 +469,6 @@ def test_the_safety_net_reads_the_pretrained_embedding_not_the_tuned_one(nlp):
     message = message_for(nlp, "i'm dying to try this", "faq", 0.9)
     message.add_features(Features(np.ones((1, 384), np.float32), FEATURE_TYPE_SENTENCE, TEXT, ORIGIN))
     pretrained = np.full(384, 0.5, np.float32)
-    message.set(PRETRAINED_EMBEDDING, pretrained)
+    keep_pretrained_embeddings(message, pretrained)
     SafetyNet({"crisis_threshold": 0.5}, classifier=Recording(0.0, 0.0)).process([message])
     assert seen and all(np.array_equal(embedding, pretrained) for embedding in seen)

@@ -14,6 +14,7 @@ from components.minilm import shared_encoder
 from components.sentence_encoder import (
     SentenceEncoderFeaturizer,
     clause_embeddings,
+    keep_pretrained_embeddings,
     pretrained_embedding,
     sentence_embedding,
 )
@@ -156,3 +157,14 @@ def test_in_8_bits_training_s_features_come_from_the_encoder_the_model_loads(tmp
         loaded.process([message])
         assert np.abs(sentence_embedding(example) - sentence_embedding(message)).max() < 1e-5
         assert np.abs(sentence_embedding(example) - shared_encoder().encode(example.get(TEXT))).max() > 1e-4
+
+
+def test_the_kept_pretrained_embeddings_are_part_of_a_messages_fingerprint():
+    # Rasa's training cache tells messages apart by their fingerprints.
+    def fingerprint(value):
+        message = Message(data={TEXT: "how long is the drip"})
+        keep_pretrained_embeddings(message, np.full(384, value, np.float32), np.full((2, 384), value, np.float32))
+        return message.fingerprint()
+
+    assert fingerprint(0.5) == fingerprint(0.5)
+    assert fingerprint(0.5) != fingerprint(0.25)
