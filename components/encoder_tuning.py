@@ -10,8 +10,7 @@ classifiers and the out-of-scope distance check expect.
 Measured on the eighth writer's held-out part (163 FAQ messages), before it was studied, the
 whole pipeline's FAQ answers: 93.3% with the pretrained encoder, 97.5% with the top 3 layers
 tuned for 2 epochs, 96.9% for 1 epoch (the MiniLM nearest-neighbour peer: 82.8%); 1.5 epochs,
-the setting, chosen later for training time, gave 97.5% once the part was studied. Session 22
-tunes the top 2 layers: the dev part the same, a turn's encoder pass 12% shorter. The tuned
+the setting, chosen later for training time, gave 97.5% once the part was studied. The tuned
 embedding reads crisis words more than meaning ("i'm dying to try this" lands among crisis
 examples), so the safety net keeps reading the pretrained one (components/message_embeddings.py).
 
