@@ -3,7 +3,7 @@
 Rasa fingerprints every message after every training step, even with its cache off, from
 each of its tokens (the FAQ examples carry their answer's too) and its features. Its Token
 works out its fingerprint again each time, and its Features print a sparse matrix as text,
-one line per value, for theirs: together about a fifth of the training's time, measured with
+one line per value, for theirs: together about a sixth of the training's time, measured with
 py-spy in session 22. These tokens keep their fingerprint until their data changes, and these
 features take a digest of their matrix's bytes. Otherwise the same tokens and features as
 Rasa's components give, as tests/test_fingerprints.py checks.

@@ -41,7 +41,7 @@ TUNED_WEIGHTS_FILE = "tuned_layers.npz"
 class _Kept:
     """Vectors kept in a message's data. Rasa fingerprints every message's data after each
     training step, even with its cache off, and would print a bare NumPy array as text for it
-    (about 1 ms for 384 floats: a ninth of the training's time); this gives it a digest of the
+    (about 1 ms for 384 floats: an eighth of the training's time); this gives it a digest of the
     bytes instead."""
 
     def __init__(self, values: np.ndarray) -> None:
