@@ -41,16 +41,24 @@ class FingerprintedToken(Token):
         return self._fingerprint
 
 
+def array_digest(values: Any, *labels: Any) -> Text:
+    """A digest of the labels and of an array's shape and bytes, dense or sparse: a fingerprint
+    for Rasa's training cache that does not print the array as text."""
+    digest = hashlib.md5("|".join(map(str, (*labels, values.shape))).encode())  # nosec: not security
+    if scipy.sparse.issparse(values):
+        values = values.tocoo()
+        parts = (values.row, values.col, values.data)
+    else:
+        parts = (values,)
+    for part in parts:
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
+
+
 class DigestedFeatures(Features):
     def fingerprint(self) -> Text:
         if self._cached_fingerprint is None:
-            digest = hashlib.md5(f"{self.type}|{self.origin}|{self.attribute}|".encode())  # nosec: not security
-            matrix = self.features.tocoo() if scipy.sparse.issparse(self.features) else np.asarray(self.features)
-            digest.update(str(matrix.shape).encode())
-            parts = (matrix.row, matrix.col, matrix.data) if scipy.sparse.issparse(matrix) else (matrix,)
-            for part in parts:
-                digest.update(np.ascontiguousarray(part).tobytes())
-            self._cached_fingerprint = digest.hexdigest()
+            self._cached_fingerprint = array_digest(self.features, self.type, self.origin, self.attribute)
         return self._cached_fingerprint
 
 

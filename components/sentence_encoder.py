@@ -12,7 +12,6 @@ message and of its clauses, from the same pass, with `pretrained_embedding(messa
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Dict, List, Optional, Text
 
 import numpy as np
@@ -26,6 +25,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from components.encoder_tuning import TuningSettings, fine_tune
+from components.fingerprints import array_digest
 from components.message_embeddings import embed_messages, shared_batcher
 from components.minilm import MiniLMEncoder, shared_encoder
 
@@ -48,7 +48,7 @@ class _Kept:
         self.values = values
 
     def fingerprint(self) -> str:
-        return hashlib.md5(self.values.tobytes() + str(self.values.shape).encode()).hexdigest()  # nosec: not security
+        return array_digest(self.values)
 
 
 def keep_pretrained_embeddings(message: Message, pretrained: np.ndarray, clauses: Optional[np.ndarray] = None) -> None:
