@@ -1,0 +1,44 @@
+"""DIET and the ResponseSelector calling their traced graph with tensors
+(components/concrete_prediction.py) predict bit for bit what Rasa's own call gives."""
+import asyncio
+import json
+
+from rasa.core.agent import Agent
+from rasa.utils.tensorflow.models import RasaModel
+
+from components.concrete_prediction import ConcreteDIETClassifier, ConcreteResponseSelector
+from scripts.nlu_eval import heldout_path, load_examples
+from tests.conftest import MODEL
+
+# Short, long, typed badly, and the longest a message gets (the channel cuts the rest).
+MESSAGES = [text for text, _ in load_examples(heldout_path("dev"))[::20]] + ["ok", "a" * 2000]
+
+
+def parses(agent):
+    async def parse_all():
+        return [await agent.parse_message(text) for text in MESSAGES]
+    return json.dumps([(p["intent_ranking"], p.get("response_selector")) for p in asyncio.run(parse_all())],
+                      sort_keys=True, default=str)
+
+
+def classifiers(agent):
+    return [node._component for node in agent.processor.graph_runner._instantiated_nodes.values()
+            if isinstance(getattr(node, "_component", None), (ConcreteDIETClassifier, ConcreteResponseSelector))]
+
+
+def test_the_trained_model_predicts_through_the_concrete_graph():
+    agent = Agent.load(str(MODEL))
+    found = classifiers(agent)
+    assert sorted(type(component).__name__ for component in found) == ["ConcreteDIETClassifier",
+                                                                       "ConcreteResponseSelector"]
+    parses(agent)
+    assert all(component.model.__dict__.get("_concrete_predict_step") is not None for component in found)
+
+
+def test_the_concrete_graph_predicts_what_rasas_own_call_gives():
+    agent = Agent.load(str(MODEL))
+    concrete = parses(agent)
+    for component in classifiers(agent):
+        # Rasa's own prediction call, through the same traced function.
+        component.model._rasa_predict = RasaModel._rasa_predict.__get__(component.model)
+    assert parses(agent) == concrete
