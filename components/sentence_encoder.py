@@ -25,7 +25,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from components.encoder_tuning import TuningSettings, fine_tune
-from components.fingerprints import array_digest
+from components.fingerprints import add_digested_features, array_digest
 from components.message_embeddings import embed_messages, shared_batcher
 from components.minilm import MiniLMEncoder, shared_encoder
 
@@ -95,6 +95,10 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
             # so the classifiers learn from what they will be given.
             "quantized": False,
         }
+
+    def add_features_to_message(self, sequence: Any, sentence: Any, attribute: Text, message: Message) -> None:
+        # Features that fingerprint and copy cheaply (components/fingerprints.py).
+        add_digested_features(self._identifier, sequence, sentence, attribute, message)
 
     @staticmethod
     def required_packages() -> List[Text]:

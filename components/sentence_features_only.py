@@ -21,6 +21,8 @@ from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from components.fingerprints import DigestedFeatures
+
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
 class SentenceFeaturesOnly(GraphComponent):
@@ -55,6 +57,6 @@ def sentence_rows_as_sequences(features: List[Features]) -> List[Features]:
     for feature in features:
         same_featurizer = sentence.get((feature.origin, feature.is_sparse()))
         if feature.attribute == TEXT and feature.type == FEATURE_TYPE_SEQUENCE and same_featurizer is not None:
-            feature = Features(same_featurizer.features, FEATURE_TYPE_SEQUENCE, TEXT, feature.origin)
+            feature = DigestedFeatures(same_featurizer.features, FEATURE_TYPE_SEQUENCE, TEXT, feature.origin)
         replaced.append(feature)
     return replaced

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import scipy.sparse
 from rasa.engine.graph import ExecutionContext, GraphSchema
@@ -67,3 +69,24 @@ def test_features_with_another_value_have_another_fingerprint():
 
     assert fingerprint(2.0) == fingerprint(2.0)
     assert len({fingerprint(2.0), fingerprint(3.0), fingerprint(0.0), fingerprint(2.0, "sequence")}) == 4
+
+
+def test_a_deep_copy_is_what_pythons_generic_deep_copy_gives():
+    for matrix in (scipy.sparse.coo_matrix(np.array([[0.0, 2.0, 0.0, 1.0]])), np.arange(4.0)[np.newaxis, :]):
+        features = DigestedFeatures(matrix, FEATURE_TYPE_SENTENCE, TEXT, ["word_counts"])
+        features.fingerprint()
+        ours = copy.deepcopy(features)
+        generic = DigestedFeatures.__new__(DigestedFeatures)
+        generic.__dict__ = copy.deepcopy(features.__dict__)
+        assert type(ours) is DigestedFeatures
+        assert {key: value for key, value in vars(ours).items() if key != "features"} == \
+               {key: value for key, value in vars(generic).items() if key != "features"}
+        assert np.array_equal(dense(ours.features), dense(generic.features))
+        # Nothing shared: combining the copy with other features leaves the original as it was.
+        assert ours.features is not features.features and ours.origin is not features.origin
+        ours.combine_with_features(DigestedFeatures(matrix, FEATURE_TYPE_SENTENCE, TEXT, "char_counts"))
+        assert features.features.shape == matrix.shape and features.origin == ["word_counts"]
+
+
+def dense(matrix):
+    return matrix.toarray() if scipy.sparse.issparse(matrix) else matrix
