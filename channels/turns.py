@@ -7,8 +7,8 @@ to the end of the loop's queue at each await, behind every other turn in progres
 clients, the visitor in the booking form got a tenth of the turns of another. Here a turn waits
 for one of TURNS_AT_ONCE places, strictly in arrival order (a freed place goes to the longest
 waiting turn; asyncio's semaphore in Python 3.10 lets a newcomer take it first). While a
-message waits, it is embedded together with the others that arrived with it
-(components/message_embeddings.py).
+message waits, it is embedded together with the others that arrived with it; a message that
+has not been is embedded on a worker thread as its turn starts (components/message_embeddings.py).
 
 A turn keeps its place for at most LONGEST_HOLD seconds: an action server that hangs slows the
 others by that much, never stops them.
@@ -69,6 +69,8 @@ class TurnQueue:
             if self._in_flight > 1:
                 await shared_batcher().embed_with_others(text)
             await self._take_place()
+            # Alone: embedded on the worker thread while the turn starts the session.
+            shared_batcher().embed_meanwhile(text)
             released = False
 
             def release() -> None:

@@ -11,9 +11,11 @@ Under load, while one turn runs on the server's event loop, other visitors' mess
 channel hands each of them to the `EmbeddingBatcher` first, and the ones that arrived together
 are embedded in one pass, which reads the weights once for all of them; the featurizer then
 takes each message's embeddings instead of encoding it again. A message that arrives alone is
-left to the featurizer, so a quiet server pays nothing for this. The batcher encodes with the
-loaded model's encoder (its tuned layers), which the featurizer hands it; until then it leaves
-every message to the featurizer.
+embedded on a worker thread while its turn starts the session and reads the conversation from
+the tracker store, which the encoder's pass (ONNX Runtime, which lets go of Python's lock) took
+about as long as: on a quiet server the second core does it meanwhile, and the featurizer waits
+only for what is left. The batcher encodes with the loaded model's encoder (its tuned layers),
+which the featurizer hands it; until then it leaves every message to the featurizer.
 
 No Rasa here: the channel and the components both import it.
 """
@@ -23,6 +25,7 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, List, Optional, Sequence
@@ -40,6 +43,9 @@ MIN_CLAUSE_WORDS = 3
 # Embeddings handed from the channel to the featurizer and not taken yet (a message the server
 # dropped): the oldest go first. Each is a few kB.
 WAITING_CAPACITY = 256
+# How long the featurizer waits for a pass on the worker thread (about 5 ms) before encoding the
+# message itself.
+LONGEST_WAIT = 5.0
 
 
 def clauses(text: str) -> List[str]:
@@ -77,7 +83,9 @@ class EmbeddingBatcher:
         self.encoder, self._capacity, self._embed = encoder, capacity, embed
         self._queued: List[str] = []
         self._pass: Optional[asyncio.Future] = None
+        # text -> (encoder, its MessageEmbeddings, or the Future of a pass on the worker thread)
         self._ready: OrderedDict[str, tuple] = OrderedDict()
+        self._worker: Optional[ThreadPoolExecutor] = None
 
     def use(self, encoder: MiniLMEncoder) -> None:
         """Embeds with this encoder from now on (a model was loaded); earlier embeddings go."""
@@ -103,18 +111,40 @@ class EmbeddingBatcher:
         encoder = self.encoder
         try:
             for text, embeddings in zip(texts, self._embed(texts, encoder), strict=True):
-                self._ready[text] = (encoder, embeddings)
-                self._ready.move_to_end(text)
-            while len(self._ready) > self._capacity:
-                self._ready.popitem(last=False)
+                self._keep(text, encoder, embeddings)
         except Exception:  # the featurizer embeds the messages itself
             logger.exception("Embedding %d messages together failed", len(texts))
         done.set_result(None)
 
+    def embed_meanwhile(self, text: str) -> None:
+        """Starts embedding the text on the worker thread, unless a pass has it already or it is a
+        button's payload ("/book_consultation"), which Rasa reads without NLU."""
+        if self.encoder is None or text in self._ready or text.startswith("/"):
+            return
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding")
+        encoder = self.encoder
+        self._keep(text, encoder, self._worker.submit(lambda: self._embed([text], encoder)[0]))
+
+    def _keep(self, text: str, encoder: MiniLMEncoder, embeddings: MessageEmbeddings | Future) -> None:
+        self._ready[text] = (encoder, embeddings)
+        self._ready.move_to_end(text)
+        while len(self._ready) > self._capacity:
+            self._ready.popitem(last=False)
+
     def take(self, text: str, encoder: MiniLMEncoder) -> Optional[MessageEmbeddings]:
-        """The text's embeddings from a pass with this encoder, once; None if it was not in one."""
+        """The text's embeddings from a pass with this encoder, once (waiting for a pass still on
+        the worker thread); None if it was not in one, or the pass failed."""
         found = self._ready.pop(text, None)
-        return found[1] if found is not None and found[0] is encoder else None
+        if found is None or found[0] is not encoder:
+            return None
+        if not isinstance(found[1], Future):
+            return found[1]
+        try:
+            return found[1].result(timeout=LONGEST_WAIT)
+        except Exception:  # the featurizer embeds the message itself
+            logger.exception("Embedding a message on the worker thread failed")
+            return None
 
 
 @lru_cache(maxsize=1)

@@ -1,5 +1,6 @@
 """Messages and their clauses embedded in one pass, and messages that arrive together batched."""
 import asyncio
+import threading
 
 import numpy as np
 from rasa.shared.nlu.constants import TEXT
@@ -97,3 +98,44 @@ def test_the_featurizer_takes_a_batched_message_without_encoding_it_again(monkey
     assert np.abs(sentence_embedding(batched) - shared_encoder().encode(TWO_CLAUSES)).max() < 1e-5
     assert clause_embeddings(batched).shape == (2, 384)
     assert clause_embeddings(alone).shape == (0, 384)
+
+
+def test_a_message_embedded_meanwhile_is_taken_once_with_the_vectors_it_gets_alone():
+    batcher, passes = recording_batcher()
+    batcher.embed_meanwhile(TWO_CLAUSES)
+    batcher.embed_meanwhile(TWO_CLAUSES)  # a pass has it already
+    taken = batcher.take(TWO_CLAUSES, shared_encoder())
+    assert passes == [[TWO_CLAUSES]]
+    alone = embed_messages([TWO_CLAUSES])[0]
+    assert np.array_equal(taken.whole, alone.whole) and np.array_equal(taken.clauses, alone.clauses)
+    assert batcher.take(TWO_CLAUSES, shared_encoder()) is None
+
+
+def test_the_featurizer_waits_for_a_pass_still_on_the_worker_thread():
+    started, release = threading.Event(), threading.Event()
+
+    def slow(texts, encoder):
+        started.set()
+        release.wait(5)
+        return embed_messages(texts, encoder)
+    batcher = EmbeddingBatcher(shared_encoder(), embed=slow)
+    batcher.embed_meanwhile("side effects?")
+    assert started.wait(5)
+    threading.Timer(0.2, release.set).start()
+    assert batcher.take("side effects?", shared_encoder()) is not None
+
+
+def test_a_failed_pass_on_the_worker_thread_leaves_the_message_to_the_featurizer():
+    def broken(texts, encoder):
+        raise MemoryError
+    batcher = EmbeddingBatcher(shared_encoder(), embed=broken)
+    batcher.embed_meanwhile("side effects?")
+    assert batcher.take("side effects?", shared_encoder()) is None
+
+
+def test_buttons_payloads_and_messages_before_a_model_is_loaded_are_not_embedded_meanwhile():
+    batcher, passes = recording_batcher()
+    batcher.embed_meanwhile("/book_consultation")
+    assert batcher.take("/book_consultation", shared_encoder()) is None  # would wait for a pass
+    EmbeddingBatcher(embed=lambda texts, encoder: passes.append(texts)).embed_meanwhile("side effects?")
+    assert passes == []
