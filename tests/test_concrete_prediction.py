@@ -1,24 +1,11 @@
 """DIET and the ResponseSelector calling their traced graph with tensors
 (components/concrete_prediction.py) predict bit for bit what Rasa's own call gives."""
-import asyncio
-import json
-
 from rasa.core.agent import Agent
 from rasa.utils.tensorflow.models import RasaModel
 
 from components.concrete_prediction import ConcreteDIETClassifier, ConcreteResponseSelector
-from scripts.nlu_eval import heldout_path, load_examples
 from tests.conftest import MODEL
-
-# Short, long, typed badly, and the longest a message gets (the channel cuts the rest).
-MESSAGES = [text for text, _ in load_examples(heldout_path("dev"))[::20]] + ["ok", "a" * 2000]
-
-
-def parses(agent):
-    async def parse_all():
-        return [await agent.parse_message(text) for text in MESSAGES]
-    return json.dumps([(p["intent_ranking"], p.get("response_selector")) for p in asyncio.run(parse_all())],
-                      sort_keys=True, default=str)
+from tests.test_model_loading import parses  # dev messages, "ok" and the longest a message gets
 
 
 def classifiers(agent):
